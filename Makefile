@@ -1,0 +1,35 @@
+# Quick start: `make repro` (set up + run the pipeline on the embedded SynthAVE default)
+#              `make test`  (set up + run the test suite)
+VENV   ?= .venv
+PYTHON ?= python3
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+# the pipeline's tools (dvc, papermill, jupyter) come from the venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install repro test weights report clean-venv
+
+install: $(STAMP)
+
+# Reinstall when the declared dependencies change; uv resolves and installs in seconds when cached.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install --python $(PY) --quiet -e .
+	touch $@
+
+repro: install
+	dvc repro
+
+test: install
+	$(PY) -m pytest
+
+# Download the AudioCLIP release checkpoints (real network; see README "paper setting").
+weights: install
+	$(PY) -m avelib weights --cache models/pretrained
+
+report: install
+	$(PY) -m avelib report
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""avelib: the AVE-CLIP reproduction suite."""

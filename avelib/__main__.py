@@ -1,0 +1,98 @@
+"""`python -m avelib <command>`: the suite's small command-line face.
+
+Each command is one `add_<name>(subparsers)` function that registers its arguments and sets
+`func` (args -> exit code); adding a command = writing one such function and listing it in
+COMMANDS. Expected failures (bad input files, missing checkpoints) print one line naming the
+file and the cause and exit with status 1, without a traceback; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+def _report(args: argparse.Namespace) -> int:
+    from avelib.report import build_index, report_config
+
+    cfg = report_config(args.params)
+    out = build_index(
+        reports_dir=args.reports_dir or cfg.reports_dir,
+        params_path=args.params,
+        lock_path=args.lock,
+        out=args.out or cfg.out,
+        title=cfg.title,
+        packages=cfg.packages,
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="build reports/index.html (self-contained, offline)")
+    p.add_argument("--reports-dir", default=None, help="reports folder (default: params report.reports_dir)")
+    p.add_argument("--params", default=DEFAULT_PARAMS, help="params file shown on the page (default: %(default)s)")
+    p.add_argument("--lock", default="dvc.lock", help="DVC lock file with the data hashes (default: %(default)s)")
+    p.add_argument("--out", default=None, help="output page (default: params report.out)")
+    p.set_defaults(func=_report)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from avelib.predict import predict_cli
+
+    return predict_cli(args)
+
+
+def add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="per-second event labels of your own video(s)",
+        description="Decode a video of any length, encode it with the AudioCLIP towers, run the localizer "
+        "on 10-s windows and write per-second labels (JSON, CSV) and a timeline PNG.",
+    )
+    p.add_argument("videos", nargs="+", type=Path, help="video file(s), any length")
+    p.add_argument("--checkpoint", default=None, help="localizer checkpoint (default: params report.predict.checkpoint)")
+    towers = p.add_mutually_exclusive_group()
+    towers.add_argument("--towers", default=None, help="AudioCLIP checkpoint (default: params report.predict.towers)")
+    towers.add_argument(
+        "--audioclip-profile",
+        default=None,
+        help="use RANDOM-INIT towers of this profile instead of a checkpoint (smoke tests only)",
+    )
+    p.add_argument("--frames-per-second", type=int, default=None, help="K frames per second (default: params)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: <report.predict.out>/<video stem>)")
+    p.add_argument("--params", default=DEFAULT_PARAMS, help="params file with the `report` section (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.set_defaults(func=_predict)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_predict, add_report]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m avelib", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        # expected failures: the message already names the file and the cause
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

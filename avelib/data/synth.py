@@ -1,0 +1,436 @@
+"""SynthAVE: a seeded synthetic dataset in the exact AVE layout.
+
+Each of the 28 AVE categories gets a visual signature (shape x colour/texture) and an audio
+signature (timbre x pitch/rhythm). The signatures are built so that each modality alone is
+honestly ambiguous while the pair is not:
+
+- visual: shape = visual group (c // 4, 7 groups); colour + texture = member (c % 4).
+- audio: timbre = audio group (c % 7, 7 groups); pitch + rhythm = member (c // 7).
+  A visual group and an audio group share at most one class, so (shape, timbre) alone names
+  the class. With probability `visual_ambiguity` (`audio_ambiguity`) a video shows (plays) the
+  member attributes of another class of the same group: that modality alone then points at a
+  wrong class, the pair still points at the right one.
+- an event second shows the class object AND plays its sound; a background second is plain,
+  or (with probability `distractor_fraction`) a one-modality distractor: an object that is
+  visible but silent, or a sound whose source is off screen, of the video's own class or
+  (probability `distractor_other_class`) of another class.
+
+Event lengths follow the AVE length distribution (spec/ave-dataset.md), start uniform.
+Ground truth per second is written to `<root>/synth_meta.json` beside the AVE files.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from tqdm.auto import tqdm
+
+from avelib.data.ave import BACKGROUND, CATEGORIES, HEADER, NUM_SEGMENTS, SPLIT_FILES
+from avelib.io import atomic_path, write_json
+from avelib.params import resolved
+
+NUM_CATEGORIES = len(CATEGORIES)
+META_FILE = "synth_meta.json"
+
+# AVE event-length distribution over the 4,143 real samples (seconds -> count)
+AVE_LENGTH_COUNTS: dict[int, int] = {10: 2750, 9: 95, 8: 111, 7: 139, 6: 200, 5: 196, 4: 217, 3: 220, 2: 214, 0: 1}
+
+VISUAL_GROUP = 4  # classes per visual group (same shape)
+AUDIO_GROUPS = 7  # number of audio groups (same timbre)
+SHAPES = ("disk", "square", "triangle", "plus", "ring", "diamond", "ellipse")
+COLOURS = np.array([(230, 40, 40), (40, 200, 60), (50, 90, 240), (235, 215, 40)], dtype=np.float32)
+TEXTURES = ("solid", "hstripes", "vstripes", "checker")
+TIMBRES = ("sine", "square", "saw", "fm", "tremolo", "chirp", "noiseband")
+PITCHES = (262.0, 440.0, 740.0, 1245.0)  # Hz, ~3/4 octave apart
+RHYTHMS = (0.0, 3.0, 6.0, 1.5)  # pulses per second (0 = continuous)
+
+KIND_EVENT, KIND_VISUAL_ONLY, KIND_AUDIO_ONLY, KIND_PLAIN = "event", "visual_only", "audio_only", "plain"
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """params.yaml section `synth`: size, media format and difficulty of SynthAVE."""
+
+    num_videos: int = 400  # number of 10-s samples
+    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)  # train/val/test fractions
+    image_size: int = 64  # frame width = height in pixels (even)
+    fps: int = 8  # video frame rate
+    sample_rate: int = 16000  # audio sample rate (Hz), mono AAC
+    seed: int = 0  # generator seed: same seed -> same dataset
+    workers: int = 2  # processes encoding videos (1 = in-process)
+    crf: int = 18  # x264 constant rate factor (lower = better quality)
+    visual_noise: float = 6.0  # std of per-pixel Gaussian noise (0..255 scale)
+    audio_noise: float = 0.02  # std of background white noise (full scale 1.0)
+    variation: float = 0.5  # within-class variation 0..1 (size, colour, pitch, loudness jitter)
+    visual_ambiguity: float = 0.3  # P(video shows colour/texture of another class of its shape group)
+    audio_ambiguity: float = 0.3  # P(video plays pitch/rhythm of another class of its timbre group)
+    distractor_fraction: float = 0.6  # P(background second holds a one-modality distractor)
+    distractor_other_class: float = 0.5  # P(a video's distractor is of another class, else its own)
+
+
+def check_config(cfg: SynthConfig) -> None:
+    """Raise ValueError on values the generator cannot honour."""
+    probs = ("variation", "visual_ambiguity", "audio_ambiguity", "distractor_fraction", "distractor_other_class")
+    for name in probs:
+        v = getattr(cfg, name)
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"synth.{name}: {v} is not in [0, 1]")
+    if len(cfg.split_fractions) != 3 or any(f < 0 for f in cfg.split_fractions) or abs(sum(cfg.split_fractions) - 1) > 1e-6:
+        raise ValueError(f"synth.split_fractions: {cfg.split_fractions} must be 3 non-negative numbers summing to 1")
+    if cfg.num_videos < 1 or cfg.image_size < 16 or cfg.image_size % 2 or cfg.fps < 1 or cfg.sample_rate < 8000:
+        raise ValueError(f"synth: bad size/format values in {cfg}")
+    if cfg.workers < 1:
+        raise ValueError(f"synth.workers: {cfg.workers} must be >= 1")
+
+
+# ---------------------------------------------------------------- class signatures
+def visual_group(c: int) -> int:
+    return c // VISUAL_GROUP
+
+
+def visual_member(c: int) -> int:
+    return c % VISUAL_GROUP
+
+
+def audio_group(c: int) -> int:
+    return c % AUDIO_GROUPS
+
+
+def audio_member(c: int) -> int:
+    return c // AUDIO_GROUPS
+
+
+def signature(c: int) -> dict[str, str | float]:
+    """Human-readable signatures of class c (for the data notebook)."""
+    m, a = visual_member(c), audio_member(c)
+    return {
+        "shape": SHAPES[visual_group(c)],
+        "colour": ("red", "green", "blue", "yellow")[m],
+        "texture": TEXTURES[m],
+        "timbre": TIMBRES[audio_group(c)],
+        "pitch_hz": PITCHES[a],
+        "rhythm_hz": RHYTHMS[a],
+    }
+
+
+def sample_event(rng: np.random.Generator) -> tuple[int, int]:
+    """(start, end) of one event: length from the AVE distribution, start uniform."""
+    lengths = np.array(sorted(AVE_LENGTH_COUNTS))
+    p = np.array([AVE_LENGTH_COUNTS[k] for k in lengths], dtype=np.float64)
+    length = int(rng.choice(lengths, p=p / p.sum()))
+    start = int(rng.integers(0, NUM_SEGMENTS - length + 1))
+    return start, start + length
+
+
+def _other_member(rng: np.random.Generator, member: int, n: int) -> int:
+    return int((member + rng.integers(1, n)) % n)
+
+
+def plan_video(cfg: SynthConfig, index: int, label: int) -> dict[str, Any]:
+    """Ground truth of one video: event span, per-second visible / audible class and kind."""
+    rng = np.random.default_rng([cfg.seed, index, 1])
+    start, end = sample_event(rng)
+    if rng.random() < cfg.distractor_other_class:
+        distractor = int((label + rng.integers(1, NUM_CATEGORIES)) % NUM_CATEGORIES)
+    else:
+        distractor = label
+    visual, audio, kinds = [-1] * NUM_SEGMENTS, [-1] * NUM_SEGMENTS, [KIND_PLAIN] * NUM_SEGMENTS
+    for t in range(NUM_SEGMENTS):
+        if start <= t < end:
+            visual[t], audio[t], kinds[t] = label, label, KIND_EVENT
+        elif rng.random() < cfg.distractor_fraction:
+            if rng.random() < 0.5:
+                visual[t], kinds[t] = distractor, KIND_VISUAL_ONLY
+            else:
+                audio[t], kinds[t] = distractor, KIND_AUDIO_ONLY
+    # member attributes shown / played per class present (ambiguity swaps them within the group)
+    shown_member: dict[int, int] = {}
+    played_member: dict[int, int] = {}
+    for c in sorted({label, distractor}):
+        vm, am = visual_member(c), audio_member(c)
+        shown_member[c] = _other_member(rng, vm, VISUAL_GROUP) if rng.random() < cfg.visual_ambiguity else vm
+        played_member[c] = _other_member(rng, am, NUM_CATEGORIES // AUDIO_GROUPS) if rng.random() < cfg.audio_ambiguity else am
+    return {
+        "label": label,
+        "start": start,
+        "end": end,
+        "distractor_class": distractor,
+        "visual": visual,
+        "audio": audio,
+        "kinds": kinds,
+        "segment_labels": [label if k == KIND_EVENT else BACKGROUND for k in kinds],
+        "shown_member": {str(c): m for c, m in shown_member.items()},
+        "played_member": {str(c): m for c, m in played_member.items()},
+    }
+
+
+# ---------------------------------------------------------------- rendering
+def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Boolean mask of a unit-radius shape in centred coordinates u, v ([H,W] each)."""
+    if shape == "disk":
+        return u**2 + v**2 <= 1.0
+    if shape == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.85
+    if shape == "triangle":
+        return (v <= 0.8) & (v >= -0.95) & (np.abs(u) <= (v + 0.95) / 1.75)
+    if shape == "plus":
+        return ((np.abs(u) <= 0.3) & (np.abs(v) <= 1.0)) | ((np.abs(v) <= 0.3) & (np.abs(u) <= 1.0))
+    if shape == "ring":
+        r2 = u**2 + v**2
+        return (r2 <= 1.0) & (r2 >= 0.55**2)
+    if shape == "diamond":
+        return np.abs(u) + np.abs(v) <= 1.0
+    if shape == "ellipse":
+        return u**2 + (v / 0.45) ** 2 <= 1.0
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def _texture(texture: str, yy: np.ndarray, xx: np.ndarray, period: float) -> np.ndarray:
+    """1 on the light part of the texture, 0 on the dark part ([H,W] float)."""
+    if texture == "solid":
+        return np.ones_like(xx)
+    if texture == "hstripes":
+        return ((yy // (period / 2)) % 2 == 0).astype(np.float32)
+    if texture == "vstripes":
+        return ((xx // (period / 2)) % 2 == 0).astype(np.float32)
+    if texture == "checker":
+        return (((yy // (period / 2)) + (xx // (period / 2))) % 2 == 0).astype(np.float32)
+    raise ValueError(f"unknown texture {texture!r}")
+
+
+@dataclass(frozen=True)
+class _Sprite:
+    shape: str
+    colour: np.ndarray  # [3] float
+    texture: str
+    period: float  # texture period in px
+    radius: float  # px
+    path: tuple[float, float, float, float, float, float]  # cx, cy, vx, vy (px/s), wobble amp, wobble freq
+
+
+def _make_sprite(cfg: SynthConfig, rng: np.random.Generator, c: int, member: int) -> _Sprite:
+    s, var = cfg.image_size, cfg.variation
+    radius = s * 0.22 * (1.0 + var * rng.uniform(-0.25, 0.25))
+    colour = np.clip(COLOURS[member] + var * rng.uniform(-30, 30, size=3), 0, 255)
+    period = max(4.0, radius / 2.2) * (1.0 + var * rng.uniform(-0.2, 0.2))
+    margin = radius + 2
+    cx, cy = rng.uniform(margin, s - margin, size=2)
+    vx, vy = rng.uniform(-1, 1, size=2) * s * 0.08  # slow drift, bounced at the borders
+    return _Sprite(SHAPES[visual_group(c)], colour, TEXTURES[member], period, radius,
+                   (cx, cy, vx, vy, rng.uniform(0, 0.06) * s, rng.uniform(0.3, 1.5)))
+
+
+def _bounce(x: float, lo: float, hi: float) -> float:
+    span = hi - lo
+    y = (x - lo) % (2 * span)
+    return lo + (y if y <= span else 2 * span - y)
+
+
+def render_frames(cfg: SynthConfig, plan: dict[str, Any], index: int) -> np.ndarray:
+    """uint8 [10*fps, S, S, 3] frames of one planned video."""
+    rng = np.random.default_rng([cfg.seed, index, 2])
+    s, fps = cfg.image_size, cfg.fps
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)  # [S,S]
+    # low-saturation background: grey level + small tint + a gradient in a random direction
+    base = rng.uniform(70, 160) + rng.uniform(-12, 12, size=3)
+    angle = rng.uniform(0, 2 * np.pi)
+    grad = ((xx - s / 2) * np.cos(angle) + (yy - s / 2) * np.sin(angle)) / s * rng.uniform(10, 40)
+    background = np.clip(base[None, None, :] + grad[..., None], 0, 255).astype(np.float32)  # [S,S,3]
+    sprites = {int(c): _make_sprite(cfg, rng, int(c), m) for c, m in sorted(plan["shown_member"].items())}
+    n = NUM_SEGMENTS * fps
+    frames = np.empty((n, s, s, 3), dtype=np.uint8)  # [T*fps,S,S,3]
+    for f in range(n):
+        t = f / fps
+        img = background.copy()
+        c = plan["visual"][int(t)]
+        if c >= 0:
+            sp = sprites[c]
+            cx0, cy0, vx, vy, amp, freq = sp.path
+            m = sp.radius + 1
+            cx = _bounce(cx0 + vx * t + amp * np.sin(2 * np.pi * freq * t), m, s - m)
+            cy = _bounce(cy0 + vy * t + amp * np.cos(2 * np.pi * freq * t), m, s - m)
+            mask = _shape_mask(sp.shape, (xx - cx) / sp.radius, (yy - cy) / sp.radius)
+            light = _texture(sp.texture, yy - cy, xx - cx, sp.period)
+            col = sp.colour[None, None, :] * (0.4 + 0.6 * light[..., None])  # dark part = 40% brightness
+            img = np.where(mask[..., None], col, img)
+        img += rng.normal(0, cfg.visual_noise, size=img.shape).astype(np.float32)
+        frames[f] = np.clip(img, 0, 255).astype(np.uint8)
+    return frames
+
+
+def _tone(timbre: str, f0: float, t: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """One timbre at pitch f0 over times t: float [n], roughly unit RMS before normalisation."""
+    phase = 2 * np.pi * f0 * t + rng.uniform(0, 2 * np.pi)
+    nyq = sr / 2 * 0.9
+    if timbre == "sine":
+        return np.sin(phase)
+    if timbre in ("square", "saw"):
+        ks = range(1, 16, 2) if timbre == "square" else range(1, 9)
+        return sum(np.sin(k * phase) / k for k in ks if k * f0 < nyq)
+    if timbre == "fm":
+        return np.sin(phase + 2.5 * np.sin(1.41 * phase))
+    if timbre == "tremolo":
+        return np.sin(phase) * (0.55 + 0.45 * np.sin(2 * np.pi * 23.0 * t))
+    if timbre == "chirp":
+        cyc = (t * 4.0) % 1.0  # 4 upward sweeps per second, f0 -> 1.6 f0
+        inst = f0 * (1.0 + 0.6 * cyc)
+        return np.sin(2 * np.pi * np.cumsum(inst) / sr)
+    if timbre == "noiseband":
+        noise = rng.normal(size=t.shape[0])
+        spec = np.fft.rfft(noise)
+        freqs = np.fft.rfftfreq(t.shape[0], 1 / sr)
+        spec[np.abs(freqs - f0) > 0.15 * f0] = 0
+        return np.fft.irfft(spec, n=t.shape[0])
+    raise ValueError(f"unknown timbre {timbre!r}")
+
+
+def _source(cfg: SynthConfig, rng: np.random.Generator, c: int, member: int) -> np.ndarray:
+    """10 s of the sound of class c played with audio member `member`: float [10*R]."""
+    sr, var = cfg.sample_rate, cfg.variation
+    t = np.arange(NUM_SEGMENTS * sr) / sr
+    f0 = PITCHES[member] * 2 ** (var * rng.normal(0, 0.06))  # about +-1 semitone at variation 1
+    wave = _tone(TIMBRES[audio_group(c)], f0, t, sr, rng)
+    rate = RHYTHMS[member] * (1.0 + var * rng.uniform(-0.15, 0.15))
+    if rate > 0:  # pulses with a 60% duty cycle and soft edges
+        gate = np.clip((0.6 - ((t * rate + rng.uniform()) % 1.0)) * 20.0, 0.0, 1.0)
+        wave = wave * gate
+    rms = np.sqrt(np.mean(wave**2)) + 1e-8
+    return wave / rms * 0.2 * (1.0 + var * rng.uniform(-0.3, 0.3))
+
+
+def _activity(active: list[bool], sr: int) -> np.ndarray:
+    """Envelope [10*R]: 1 on active seconds, 0 elsewhere, with 10-ms ramps at the edges."""
+    env = np.repeat(np.asarray(active, dtype=np.float64), sr)
+    ramp = max(1, sr // 100)
+    kernel = np.ones(ramp) / ramp
+    return np.convolve(env, kernel, mode="same")
+
+
+def render_audio(cfg: SynthConfig, plan: dict[str, Any], index: int) -> np.ndarray:
+    """float32 [10*R] mono audio of one planned video, in [-1, 1]."""
+    rng = np.random.default_rng([cfg.seed, index, 3])
+    sr = cfg.sample_rate
+    out = rng.normal(0, cfg.audio_noise, size=NUM_SEGMENTS * sr)
+    for c_str, member in sorted(plan["played_member"].items()):
+        c = int(c_str)
+        active = [a == c for a in plan["audio"]]
+        if any(active):
+            out = out + _source(cfg, rng, c, member) * _activity(active, sr)
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def write_video(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int, crf: int) -> None:
+    """Mux frames uint8 [N,S,S,3] (H.264) and mono audio float32 [n] (AAC) into an mp4."""
+    with av.open(str(path), mode="w", format="mp4") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height = frames.shape[2], frames.shape[1]
+        vs.pix_fmt = "yuv420p"
+        vs.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}  # one thread: reproducible
+        aus = out.add_stream("aac", rate=sample_rate, layout="mono")
+        aus.bit_rate = 64000
+        for i, img in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            vf.pts = i
+            vf.time_base = Fraction(1, fps)
+            out.mux(vs.encode(vf))
+        out.mux(vs.encode(None))
+        chunk = 1024
+        for i in range(0, audio.shape[0], chunk):
+            af = av.AudioFrame.from_ndarray(audio[None, i : i + chunk], format="flt", layout="mono")
+            af.sample_rate = sample_rate
+            af.pts = i
+            af.time_base = Fraction(1, sample_rate)
+            out.mux(aus.encode(af))
+        out.mux(aus.encode(None))
+
+
+def video_id(index: int) -> str:
+    """An 11-character id like AVE's YouTube ids."""
+    return f"syn{index:08d}"
+
+
+def _make_one(args: tuple[SynthConfig, int, int, str]) -> dict[str, Any]:
+    cfg, index, label, out_dir = args
+    plan = plan_video(cfg, index, label)
+    frames = render_frames(cfg, plan, index)
+    audio = render_audio(cfg, plan, index)
+    write_video(Path(out_dir) / f"{video_id(index)}.mp4", frames, audio, cfg.fps, cfg.sample_rate, cfg.crf)
+    return {"video_id": video_id(index), **plan}
+
+
+def assign_labels_and_splits(cfg: SynthConfig) -> tuple[list[int], dict[str, list[int]]]:
+    """Class of each video (balanced, shuffled) and split indices (shuffled order).
+
+    Splits are stratified: videos are dealt class by class in rounds (one of each class per
+    round, in a shuffled order), test and val take the first rounds, so small val/test
+    splits still cover as many classes as their size allows.
+    """
+    rng = np.random.default_rng([cfg.seed, 0])
+    n = cfg.num_videos
+    labels = [int(x) for x in rng.permutation(np.arange(n) % NUM_CATEGORIES)]
+    perm = rng.permutation(n)
+    rank = np.zeros(n, dtype=np.int64)  # position of each video among its class (random)
+    seen = np.zeros(NUM_CATEGORIES, dtype=np.int64)
+    for i in perm:
+        rank[i], seen[labels[i]] = seen[labels[i]], seen[labels[i]] + 1
+    class_order = rng.permutation(NUM_CATEGORIES)
+    dealt = sorted(range(n), key=lambda i: (rank[i], class_order[labels[i]]))
+    n_train = int(round(n * cfg.split_fractions[0]))
+    n_val = int(round(n * cfg.split_fractions[1]))
+    n_test = n - n_train - n_val
+    parts = {"test": dealt[:n_test], "val": dealt[n_test : n_test + n_val], "train": dealt[n_test + n_val :]}
+    return labels, {name: [int(i) for i in rng.permutation(parts[name])] for name in ("train", "val", "test")}
+
+
+def distractor_stats(videos: list[dict[str, Any]], indices: list[int]) -> dict[str, float]:
+    """Counts of background seconds by kind, and the one-modality distractor fraction."""
+    kinds = [k for i in indices for k in videos[i]["kinds"] if k != KIND_EVENT]
+    n = len(kinds)
+    vis, aud = kinds.count(KIND_VISUAL_ONLY), kinds.count(KIND_AUDIO_ONLY)
+    return {
+        "background_seconds": n,
+        "visual_only": vis,
+        "audio_only": aud,
+        "plain": kinds.count(KIND_PLAIN),
+        "distractor_fraction": (vis + aud) / n if n else 0.0,
+    }
+
+
+def generate(cfg: SynthConfig, root: str | Path, progress: bool = True) -> Path:
+    """Write SynthAVE to `root` (AVE layout + synth_meta.json), atomically; return root."""
+    check_config(cfg)
+    root = Path(root)
+    labels, splits = assign_labels_and_splits(cfg)
+    with atomic_path(root) as tmp:
+        (tmp / "AVE").mkdir(parents=True)
+        jobs = [(cfg, i, labels[i], str(tmp / "AVE")) for i in range(cfg.num_videos)]
+        bar = dict(total=len(jobs), desc="SynthAVE", unit="video", disable=None if progress else True)
+        if cfg.workers == 1:
+            videos = [_make_one(j) for j in tqdm(jobs, **bar)]
+        else:
+            with _pool_context().Pool(cfg.workers) as pool:
+                videos = list(tqdm(pool.imap(_make_one, jobs, chunksize=4), **bar))
+        lines = [f"{CATEGORIES[v['label']]}&{v['video_id']}&good&{v['start']}&{v['end']}" for v in videos]
+        (tmp / "Annotations.txt").write_text("\n".join([HEADER, *lines]) + "\n")
+        for name, fname in SPLIT_FILES.items():
+            (tmp / fname).write_text("".join(lines[i] + "\n" for i in splits[name]))
+        meta = {
+            "config": resolved(cfg),
+            "signatures": [signature(c) for c in range(NUM_CATEGORIES)],
+            "split_stats": {name: distractor_stats(videos, idx) for name, idx in splits.items()},
+            "videos": videos,
+        }
+        write_json(meta, tmp / META_FILE)
+    return root
+
+
+def _pool_context() -> mp.context.BaseContext:
+    """fork where available: no `if __name__ == "__main__"` guard needed in callers, fast start;
+    the workers only run numpy + PyAV (no torch threads to inherit)."""
+    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, post-processing, result tables."""

@@ -1,0 +1,73 @@
+"""Run a stage notebook with papermill and render it to offline HTML.
+
+A stage passes whole params.yaml sections to the notebook as dict parameters, so the executed
+notebook shows exactly what it ran with and booleans stay booleans.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from avelib.io import atomic_path
+from avelib.params import ParamsError, load_params
+
+NOTEBOOKS = Path("notebooks")
+# nbconvert's templates load MathJax and require.js from a CDN; the reports must work offline.
+_REMOTE_SCRIPT = re.compile(r'<script[^>]*\ssrc="(?:https?://[^"]*)?"[^>]*>\s*</script>', re.S)
+
+
+def section_parameters(params: dict[str, Any], sections: Iterable[str]) -> dict[str, Any]:
+    """The named top-level sections of params.yaml, as notebook parameters."""
+    missing = [s for s in sections if s not in params]
+    if missing:
+        raise ParamsError(f"params.yaml: section(s) {missing} missing")
+    return {s: params[s] for s in sections}
+
+
+def run_notebook(
+    name: str,
+    parameters: dict[str, Any],
+    reports_dir: str | Path = "reports",
+    notebooks_dir: str | Path = NOTEBOOKS,
+    output_name: str | None = None,
+) -> Path:
+    """Execute `notebooks/<name>.ipynb` with `parameters`; write the executed copy and its HTML.
+
+    Returns the HTML path. Both outputs appear only if execution succeeds.
+    """
+    import papermill
+
+    source = Path(notebooks_dir) / f"{name}.ipynb"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: notebook not found")
+    out_name = output_name or name
+    executed = Path(reports_dir) / "notebooks" / f"{out_name}.ipynb"
+    with atomic_path(executed) as tmp:
+        papermill.execute_notebook(
+            str(source), str(tmp), parameters=parameters, kernel_name="python3", progress_bar=False,
+            cwd=str(Path.cwd()),
+        )
+    html = Path(reports_dir) / "html" / f"{out_name}.html"
+    with atomic_path(html) as tmp:
+        tmp.write_text(notebook_html(executed))
+    return html
+
+
+def notebook_html(path: str | Path) -> str:
+    """Render an executed notebook to a self-contained HTML page (images inline, no CDN)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(path), as_version=4)
+    body, _ = HTMLExporter(embed_images=True, mathjax_url="", require_js_url="").from_notebook_node(nb)
+    return _REMOTE_SCRIPT.sub("", body)
+
+
+def run_stage(name: str, sections: list[str], params_path: str | Path = "params.yaml",
+              extra: dict[str, Any] | None = None, output_name: str | None = None) -> Path:
+    """A DVC stage: run notebook `name` with the listed params sections (plus `extra` values)."""
+    parameters = section_parameters(load_params(params_path), sections)
+    parameters.update(extra or {})
+    return run_notebook(name, parameters, output_name=output_name)

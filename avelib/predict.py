@@ -1,0 +1,304 @@
+"""Own-video inference: per-second audio-visual event labels for a video of any length.
+
+decode (K frames + R audio samples per second, frames S x S, every second of the file)
+-> AudioCLIP towers: visual = mean of the K frame embeddings (or the middle frame, as the
+   checkpoint's `visual` says), audio = embedding of each 1-s clip          # [T,E] each
+-> cut into 10-s windows (the last one padded with black frames and silence, as the decode
+   stage pads short videos) -> localizer -> per-second labels + alpha      # [W,10]
+-> trimmed back to the T real seconds -> post-processing with the checkpoint's L.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from avelib.data.ave import BACKGROUND, CATEGORIES, NUM_SEGMENTS
+from avelib.io import atomic_path, write_json
+
+CHECKPOINT_KEYS = ("config", "state_dict", "audio_dim", "visual_dim", "postprocess_max_len", "encoder", "visual")
+
+
+def category_name(label: int) -> str:
+    """Class index -> name (28 = background)."""
+    return "background" if label == BACKGROUND else CATEGORIES[label]
+
+
+@dataclass
+class LocalizerBundle:
+    """A loaded localizer and the facts of its checkpoint needed at inference."""
+
+    model: torch.nn.Module
+    postprocess_max_len: int
+    encoder: str  # "finetuned" | "frozen": which towers its features came from
+    visual: str  # "mean" | "single": K-frame mean or the middle frame
+    audio_dim: int
+    visual_dim: int
+    path: Path
+
+
+def load_localizer(path: str | Path, device: str | torch.device = "cpu") -> LocalizerBundle:
+    """Load a localizer checkpoint in the design.md format (`models/localizer/seed<k>/best.pt`)."""
+    from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig
+    from avelib.params import ParamsError, from_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: localizer checkpoint not found (has the train stage run?)")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file; name the file
+        raise ValueError(f"{path}: not a readable torch checkpoint: {type(e).__name__}: {e}") from None
+    if not isinstance(ck, dict):
+        raise ValueError(f"{path}: expected a dict checkpoint, got {type(ck).__name__}")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ck]
+    if missing:
+        raise ValueError(f"{path}: not a localizer checkpoint: missing key(s) {missing} (has {sorted(ck)})")
+    try:
+        cfg = from_dict(LocalizerConfig, ck["config"], where=f"{path}: config")
+    except ParamsError as e:
+        raise ValueError(str(e)) from None
+    model = AVECLIPLocalizer(cfg, int(ck["audio_dim"]), int(ck["visual_dim"]))
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except RuntimeError as e:
+        raise ValueError(f"{path}: state_dict does not fit the stored config: {e}") from None
+    if ck.get("windows"):  # the multi-scale phase the best epoch was in
+        model.set_windows(tuple(ck["windows"]))
+    if ck["visual"] not in ("mean", "single"):
+        raise ValueError(f"{path}: 'visual' must be 'mean' or 'single', got {ck['visual']!r}")
+    return LocalizerBundle(
+        model=model.to(device).eval(),
+        postprocess_max_len=int(ck["postprocess_max_len"]),
+        encoder=str(ck["encoder"]),
+        visual=str(ck["visual"]),
+        audio_dim=int(ck["audio_dim"]),
+        visual_dim=int(ck["visual_dim"]),
+        path=path,
+    )
+
+
+def load_towers(towers: str | Path | None, profile: str | None = "small") -> torch.nn.Module:
+    """AudioCLIP from a checkpoint, or RANDOM-INIT towers of `profile` when `towers` is None (smoke tests)."""
+    from avelib.models.audioclip import AudioCLIP, build_audioclip
+
+    if towers is not None:
+        path = Path(towers)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: AudioCLIP checkpoint not found (run the finetune stage or `make weights`)")
+        return AudioCLIP.from_checkpoint(path).eval()
+    if profile is None:
+        raise ValueError("predict: give --towers CHECKPOINT or --audioclip-profile NAME")
+    return build_audioclip(profile, None).eval()
+
+
+@torch.inference_mode()
+def encode_video(
+    towers: torch.nn.Module,
+    frames: np.ndarray,
+    audio: np.ndarray,
+    visual: str = "mean",
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-second features: audio [T,Ea], visual [T,Ev] from frames uint8 [T,K,S,S,3], audio [T,R].
+
+    `visual="mean"` averages the K frame embeddings; `"single"` takes the middle frame (index K//2),
+    the same choice as the extract stage.
+    """
+    from avelib.models.audioclip import normalize_frames
+
+    t, k = frames.shape[:2]
+    if visual == "single":
+        frames = frames[:, k // 2 : k // 2 + 1]  # [T,1,S,S,3]
+        k = 1
+    flat = frames.reshape(t * k, *frames.shape[2:])  # [T*K,S,S,3]
+    img = [
+        towers.encode_image(normalize_frames(torch.from_numpy(np.ascontiguousarray(flat[i : i + batch_size])).to(device))).float()
+        for i in range(0, len(flat), batch_size)
+    ]  # [b,E] each
+    v = torch.cat(img).reshape(t, k, -1).mean(dim=1)  # [T,Ev]
+    aud = [
+        towers.encode_audio(torch.from_numpy(np.ascontiguousarray(audio[i : i + batch_size], dtype=np.float32)).to(device)).float()
+        for i in range(0, t, batch_size)
+    ]  # [b,Ea] each
+    a = torch.cat(aud)  # [T,Ea]
+    return a.cpu().numpy(), v.cpu().numpy()
+
+
+def pad_to_windows(x: np.ndarray, window: int = NUM_SEGMENTS) -> tuple[np.ndarray, int]:
+    """Zero-pad axis 0 to a multiple of `window`: ([W*window, ...], number of windows W >= 1)."""
+    t = x.shape[0]
+    w = max(1, math.ceil(t / window))
+    pad = w * window - t
+    if pad:
+        x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), dtype=x.dtype)], axis=0)
+    return x, w
+
+
+@dataclass
+class Prediction:
+    """Per-second results for the T real seconds of one video."""
+
+    video: Path
+    labels: np.ndarray  # int64 [T], post-processed
+    raw_labels: np.ndarray  # int64 [T], before post-processing
+    alpha: np.ndarray  # float32 [T], event relevance
+    class_probability: np.ndarray  # float32 [T], softmax prob. of the window's top event class
+    window_class: np.ndarray  # int64 [T], the window's top event class (what an event second gets)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> int:
+        return int(self.labels.shape[0])
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One record per second: second, label, category, alpha, class_probability, raw_label."""
+        return [
+            {
+                "second": t,
+                "label": int(self.labels[t]),
+                "category": category_name(int(self.labels[t])),
+                "alpha": round(float(self.alpha[t]), 6),
+                "class_probability": round(float(self.class_probability[t]), 6),
+                "window_class": category_name(int(self.window_class[t])),
+                "raw_label": int(self.raw_labels[t]),
+            }
+            for t in range(self.seconds)
+        ]
+
+
+@torch.inference_mode()
+def localize(bundle: LocalizerBundle, audio: np.ndarray, visual: np.ndarray) -> dict[str, np.ndarray]:
+    """Run the localizer on features audio [T,Ea], visual [T,Ev] of any length T (10-s windows).
+
+    Returns labels/raw_labels/alpha/class_probability/window_class, each [T].
+    """
+    from avelib.eval.postprocess import smooth_predictions
+
+    t = audio.shape[0]
+    if audio.shape[-1] != bundle.audio_dim or visual.shape[-1] != bundle.visual_dim:
+        raise ValueError(
+            f"{bundle.path}: the localizer expects audio/visual features of size {bundle.audio_dim}/{bundle.visual_dim}, "
+            f"the towers give {audio.shape[-1]}/{visual.shape[-1]}: use the towers it was trained with"
+        )
+    a, w = pad_to_windows(audio)  # [W*10,Ea]
+    v, _ = pad_to_windows(visual)  # [W*10,Ev]
+    device = next(bundle.model.parameters()).device
+    a_t = torch.from_numpy(a).reshape(w, NUM_SEGMENTS, -1).to(device)  # [W,10,Ea]
+    v_t = torch.from_numpy(v).reshape(w, NUM_SEGMENTS, -1).to(device)  # [W,10,Ev]
+    out = bundle.model(a_t, v_t)
+    raw = bundle.model.predict(out).reshape(-1)[:t].cpu().numpy().astype(np.int64)  # [T]
+    probs = out.class_logits.softmax(dim=-1)  # [W,28]
+    top_p, top_c = probs.max(dim=-1)  # [W], [W]
+    per_second = lambda x: x.unsqueeze(1).expand(w, NUM_SEGMENTS).reshape(-1)[:t].cpu().numpy()  # noqa: E731
+    # post-processing over the whole trimmed sequence, so a run crossing a window border is treated once
+    labels = smooth_predictions(raw[None, :], bundle.postprocess_max_len)[0]  # [T]
+    return {
+        "labels": labels.astype(np.int64),
+        "raw_labels": raw,
+        "alpha": out.alpha.reshape(-1)[:t].cpu().numpy().astype(np.float32),
+        "class_probability": per_second(top_p).astype(np.float32),
+        "window_class": per_second(top_c).astype(np.int64),
+    }
+
+
+def predict_video(
+    video: str | Path,
+    bundle: LocalizerBundle,
+    towers: torch.nn.Module,
+    frames_per_second: int = 4,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> Prediction:
+    """Decode `video` (every second), encode it and localize events second by second."""
+    from avelib.data.media import decode_video
+
+    video = Path(video)
+    cfg = towers.config
+    dec = decode_video(video, frames_per_second=frames_per_second, image_size=cfg.image_size,
+                       sample_rate=cfg.sample_rate, seconds=None)  # fmt: skip
+    if dec.frames.shape[0] == 0:
+        raise ValueError(f"{video}: no whole or partial second decoded (empty video)")
+    audio, visual = encode_video(towers, dec.frames, dec.audio, bundle.visual, batch_size, device)  # [T,E] each
+    res = localize(bundle, audio, visual)
+    info = {
+        "video": str(video),
+        "seconds": int(dec.frames.shape[0]),
+        "checkpoint": str(bundle.path),
+        "postprocess_max_len": bundle.postprocess_max_len,
+        "encoder": bundle.encoder,
+        "visual": bundle.visual,
+        "frames_per_second": frames_per_second,
+        "image_size": cfg.image_size,
+        "sample_rate": cfg.sample_rate,
+        "decode": dec.info,
+    }
+    return Prediction(video=video, info=info, **res)
+
+
+def write_prediction(pred: Prediction, out_dir: str | Path) -> dict[str, Path]:
+    """labels.json, labels.csv and timeline.png in `out_dir` (each written atomically)."""
+    from avelib.viz.report import prediction_timeline, save_figure
+
+    out_dir = Path(out_dir)
+    rows = pred.rows()
+    paths = {"json": out_dir / "labels.json", "csv": out_dir / "labels.csv", "png": out_dir / "timeline.png"}
+    write_json({**pred.info, "labels": rows}, paths["json"])
+    with atomic_path(paths["csv"]) as tmp:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+            writer.writeheader()
+            writer.writerows(rows)
+    fig = prediction_timeline(pred.labels, pred.alpha, title=f"{pred.video.name}: predicted events")
+    save_figure(fig, paths["png"])
+    return paths
+
+
+def predict_cli(args: Any) -> int:
+    """`python -m avelib predict ...` (arguments from avelib.__main__)."""
+    from avelib.report import report_config
+
+    defaults = report_config(args.params).predict
+    checkpoint = args.checkpoint or defaults.checkpoint
+    if args.audioclip_profile is not None:
+        towers_path, profile = None, args.audioclip_profile
+        print(f"warning: RANDOM-INIT AudioCLIP towers ({profile} profile): labels are meaningless (smoke test)")
+    else:
+        towers_path, profile = args.towers or defaults.towers, defaults.audioclip_profile
+    k = args.frames_per_second or defaults.frames_per_second
+    bundle = load_localizer(checkpoint, args.device)
+    towers = load_towers(towers_path, profile).to(args.device)
+    videos = _as_paths(args.videos)
+    failures = 0
+    for video in videos:
+        try:
+            pred = predict_video(video, bundle, towers, k, defaults.batch_size, args.device)
+        except (OSError, ValueError, RuntimeError) as e:
+            failures += 1
+            print(f"error: {e}" if str(video) in str(e) else f"error: {video}: {e}", file=_stderr())
+            continue
+        if args.out is None:
+            out = Path(defaults.out) / video.stem
+        else:  # several videos share --out: one sub-folder each
+            out = Path(args.out) / video.stem if len(videos) > 1 else Path(args.out)
+        paths = write_prediction(pred, out)
+        events = sorted({r["category"] for r in pred.rows() if r["label"] != BACKGROUND})
+        print(f"{video}: {pred.seconds} s, events: {', '.join(events) or 'none'} -> {paths['json'].parent}")
+    return 1 if failures else 0
+
+
+def _as_paths(videos: Sequence[str | Path]) -> list[Path]:
+    return [Path(v) for v in videos]
+
+
+def _stderr() -> Any:
+    import sys
+
+    return sys.stderr

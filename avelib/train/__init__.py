@@ -1,0 +1,1 @@
+"""Training loops: contrastive fine-tuning, localizer training, seeding and resuming."""

@@ -1,0 +1,167 @@
+"""Plot helpers shared by every plot of the suite: one style, figure -> PNG bytes / data: URI.
+
+The report page must render offline, so figures are embedded as base64 `data:` URIs rather
+than linked files. Library code never shows figures; it returns or encodes them.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+# One look for all plots: white background, light grid, readable sizes on a laptop screen.
+STYLE: dict[str, object] = {
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "figure.facecolor": "white",
+    "axes.facecolor": "white",
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linestyle": "-",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "font.family": "DejaVu Sans",  # ships with matplotlib: same glyphs on every machine
+    "image.cmap": "viridis",
+}
+
+
+def apply_style() -> None:
+    """Set the suite's plot style globally (notebooks call it once at the top)."""
+    matplotlib.rcParams.update(STYLE)
+
+
+@contextlib.contextmanager
+def plot_style() -> Iterator[None]:
+    """Draw inside the suite's style without changing the caller's global settings."""
+    with matplotlib.rc_context(STYLE):
+        yield
+
+
+def new_figure(width: float = 6.4, height: float = 3.6, nrows: int = 1, ncols: int = 1) -> tuple[Figure, np.ndarray]:
+    """A styled figure and its axes as a 2-D array [nrows, ncols] (always an array, for uniform code)."""
+    with plot_style():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False)
+    return fig, axes
+
+
+def figure_to_png(fig: Figure, dpi: int | None = None, close: bool = True) -> bytes:
+    """Render a Figure to PNG bytes (tight bounding box); close it so pyplot does not keep it alive."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    finally:
+        if close:
+            plt.close(fig)
+    return buf.getvalue()
+
+
+def png_to_data_uri(png: bytes) -> str:
+    """PNG bytes as a `data:image/png;base64,...` URI (checks the PNG signature)."""
+    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise ValueError("png_to_data_uri: the bytes are not a PNG image (bad signature)")
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def figure_to_data_uri(fig: Figure, dpi: int | None = None) -> str:
+    """A Figure as an inline PNG `data:` URI; the figure is closed afterwards."""
+    return png_to_data_uri(figure_to_png(fig, dpi=dpi, close=True))
+
+
+def file_to_data_uri(path: str | Path) -> str:
+    """A PNG file on disk as an inline `data:` URI; raises naming the file when it is not a PNG."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return png_to_data_uri(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: not a PNG image (bad signature)") from e
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int | None = None) -> Path:
+    """Write a Figure to a PNG file atomically and close it."""
+    from avelib.io import atomic_path
+
+    path = Path(path)
+    png = figure_to_png(fig, dpi=dpi, close=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(png)
+    return path
+
+
+def mean_std_plot(
+    names: Sequence[str], means: Sequence[float], stds: Sequence[float], title: str = "", xlabel: str = "accuracy (%)"
+) -> Figure:
+    """Mean +- std per variant as dots with error bars (dots, not bars: the axis need not start at 0)."""
+    n = len(names)
+    fig, axes = new_figure(width=6.4, height=max(1.6, 0.38 * n + 0.9))
+    ax = axes[0, 0]
+    y = np.arange(n)
+    with plot_style():
+        ax.errorbar(means, y, xerr=stds, fmt="o", color="#4C72B0", ecolor="#4C72B0", capsize=4, markersize=6)
+        ax.set_yticks(y, labels=list(names))
+        ax.set_xlabel(xlabel)
+        if title:
+            ax.set_title(title)
+        lo = min((m - s for m, s in zip(means, stds)), default=0.0)
+        hi = max((m + s for m, s in zip(means, stds)), default=1.0)
+        pad = max(1.0, 0.1 * (hi - lo))
+        ax.set_xlim(max(0.0, lo - pad), min(100.0, hi + pad) if hi <= 100 else hi + pad)
+        ax.set_ylim(n - 0.5, -0.5)
+    return fig
+
+
+def prediction_timeline(labels: np.ndarray, alpha: np.ndarray | None = None, title: str = "") -> Figure:
+    """Per-second labels [T] as a coloured strip (class named on each event run) over the alpha curve [T].
+
+    Works for any length T (own videos); grey = background.
+    """
+    from matplotlib import colormaps
+
+    from avelib.data.ave import BACKGROUND, CATEGORIES
+
+    labels = np.asarray(labels).reshape(-1)
+    t = labels.shape[0]
+    rows = 2 if alpha is not None else 1
+    fig, axes = new_figure(width=min(16.0, max(6.0, 0.18 * t + 3.0)), height=1.3 + 1.4 * (rows - 1), nrows=rows)
+    ax = axes[0, 0]
+    tab = colormaps["tab20"]
+    colors = [(0.88, 0.88, 0.88) if int(c) == BACKGROUND else tab(int(c) % 20)[:3] for c in labels]
+    with plot_style():
+        ax.bar(np.arange(t), np.ones(t), width=1.0, align="edge", color=colors, edgecolor="white", linewidth=0.5)
+        start = 0
+        for i in range(1, t + 1):  # name each run of one event class
+            if i == t or labels[i] != labels[start]:
+                c = int(labels[start])
+                if c != BACKGROUND:
+                    ax.text((start + i) / 2, 0.5, CATEGORIES[c], ha="center", va="center", fontsize=8, clip_on=True)
+                start = i
+        ax.set_xlim(0, t)
+        ax.set_yticks([])
+        ax.grid(False)
+        ax.set_title(title or "Predicted events per second (grey = background)")
+        if alpha is not None:
+            ax2 = axes[1, 0]
+            ax2.plot(np.arange(t) + 0.5, np.asarray(alpha).reshape(-1), marker="." if t <= 60 else None)
+            ax2.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
+            ax2.set_xlim(0, t)
+            ax2.set_ylim(0, 1)
+            ax2.set_ylabel("event score α")
+            ax2.set_xlabel("second")
+        else:
+            ax.set_xlabel("second")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,125 @@
+"""Stage A figures: fine-tuning loss and validation recall curves, retrieval similarity heatmap."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from avelib import viz as _viz  # noqa: F401  (selects the Agg backend outside notebooks)
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+
+
+def _epochs(history: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Accept `history.json` as loaded (dict with "epochs") or the list of epoch entries."""
+    entries = history["epochs"] if isinstance(history, Mapping) else history
+    if not entries:
+        raise ValueError("history has no epoch entries (has fine-tuning run?)")
+    return list(entries)
+
+
+def plot_finetune_loss(history: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Figure:
+    """Training loss per epoch: total, contrastive part and weighted FBSP term; lr on a twin axis."""
+    rows = [h for h in _epochs(history) if h["epoch"] > 0]
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    ep = [h["epoch"] for h in rows]
+    ax.plot(ep, [h["train_loss"] for h in rows], "o-", label="total")
+    ax.plot(ep, [h["train_contrastive"] for h in rows], "s--", label="contrastive (symmetric CE)")
+    ax.plot(ep, [h["train_fbsp"] for h in rows], "^:", label="FBSP regulariser")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (mean over pairs)")
+    ax.set_title("Stage A: contrastive fine-tuning loss")
+    if rows and "lr" in rows[0]:
+        ax2 = ax.twinx()
+        ax2.plot(ep, [h["lr"] for h in rows], color="0.6", lw=1, label="lr (end of epoch)")
+        ax2.set_ylabel("learning rate", color="0.4")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_finetune_recall(
+    history: Mapping[str, Any] | Sequence[Mapping[str, Any]], best_epoch: int | None = None
+) -> Figure:
+    """Validation recall@k (audio->image, image->audio) per epoch, with chance level and the kept epoch."""
+    rows = _epochs(history)
+    if best_epoch is None and isinstance(history, Mapping):
+        best_epoch = history.get("best_epoch")
+    ks = sorted(int(k.removeprefix("a2i_r")) for k in rows[0] if k.startswith("a2i_r"))
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    ep = [h["epoch"] for h in rows]
+    for k, color in zip(ks, ("C0", "C1", "C2", "C3")):
+        ax.plot(ep, [h[f"a2i_r{k}"] for h in rows], "o-", color=color, label=f"audio->image R@{k}")
+        ax.plot(ep, [h[f"i2a_r{k}"] for h in rows], "s--", color=color, alpha=0.7, label=f"image->audio R@{k}")
+        ax.axhline(rows[-1][f"chance_r{k}"], color=color, lw=0.8, ls=":", label=f"chance R@{k}")
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="k", lw=0.8, ls="-.", label=f"kept epoch {best_epoch}")
+    ax.set_xlabel("epoch (0 = before fine-tuning)")
+    ax.set_ylabel("recall (validation)")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Stage A: retrieval among {rows[-1].get('val_pairs', '?')} validation pairs")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def similarity_matrix(a_emb: torch.Tensor | np.ndarray, i_emb: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Cosine similarities [M,M] of audio rows against image columns (diagonal = true pairs)."""
+    a = F.normalize(torch.as_tensor(np.asarray(a_emb), dtype=torch.float32), dim=-1)  # [M,E]
+    i = F.normalize(torch.as_tensor(np.asarray(i_emb), dtype=torch.float32), dim=-1)  # [M,E]
+    return (a @ i.T).numpy()  # [M,M]
+
+
+def plot_similarity_heatmap(sim: np.ndarray, names: Sequence[str] | None = None, title: str | None = None) -> Figure:
+    """Heatmap of an audio x image cosine-similarity matrix; each row's best image is marked."""
+    sim = np.asarray(sim)
+    m = sim.shape[0]
+    fig = Figure(figsize=(1.0 + 0.45 * m, 0.8 + 0.4 * m), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(sim, cmap="viridis")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="cosine similarity")
+    best = sim.argmax(axis=1)  # [M]
+    for r, c in enumerate(best):
+        ax.text(c, r, "x" if c != r else "o", ha="center", va="center", color="w", fontsize=8)
+    labels = list(names) if names is not None else [str(j) for j in range(m)]
+    ax.set_xticks(range(m), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(m), labels, fontsize=7)
+    ax.set_xlabel("image (frame of the second)")
+    ax.set_ylabel("audio (1 s)")
+    ax.set_title(title or "audio->image retrieval (o = correct top-1, x = wrong)", fontsize=9)
+    return fig
+
+
+def retrieval_heatmap(
+    model: torch.nn.Module,
+    cache: Any,
+    labels: np.ndarray,
+    splits: Mapping[str, np.ndarray],
+    n: int = 8,
+    seed: int = 0,
+    names: Sequence[str] | None = None,
+    device: str = "cpu",
+) -> Figure:
+    """Similarity heatmap of `n` validation pairs (first `n` of the fixed validation pairs of stage A).
+
+    `names` (optional, one per cache row, e.g. category names) label the axes; default: video ids.
+    """
+    from avelib.train.contrastive import embed_pairs, event_videos, resolve_device, validation_pairs
+
+    videos = event_videos(labels, splits["val"], cache.ok)
+    pairs = validation_pairs(videos, np.asarray(labels), int(cache.frames_per_second), seed)[:n]  # [n,3]
+    if len(pairs) < 2:
+        raise ValueError("retrieval_heatmap needs >= 2 validation videos with an event second")
+    a, i = embed_pairs(model, cache, pairs, batch_size=64, device=resolve_device(device))
+    ids = list(names) if names is not None else list(cache.video_ids)
+    tick = [f"{ids[v]}@{s}s" for v, s, _ in pairs]
+    return plot_similarity_heatmap(similarity_matrix(a, i), tick)
+
+
+__all__ = [
+    "plot_finetune_loss", "plot_finetune_recall", "similarity_matrix", "plot_similarity_heatmap", "retrieval_heatmap",
+]

@@ -1,0 +1,96 @@
+"""The typed params loader and atomic writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from avelib.io import atomic_path, read_json, write_json
+from avelib.params import ParamsError, from_dict, load_params, resolved, section
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Inner:
+    windows: list[int] = field(default_factory=lambda: [10, 5])
+    mode: Literal["a", "b"] = "a"
+
+
+@dataclass(frozen=True)
+class Outer:
+    lr: float
+    steps: int = 3
+    flag: bool = False
+    ckpt: str | None = None
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_section_builds_nested_dataclass():
+    cfg = section({"train": {"lr": 1, "inner": {"windows": [2], "mode": "b"}}}, "train", Outer)
+    assert cfg == Outer(lr=1.0, inner=Inner(windows=[2], mode="b"))
+    assert isinstance(cfg.lr, float)
+    assert resolved(cfg) == {"lr": 1.0, "steps": 3, "flag": False, "ckpt": None,
+                             "inner": {"windows": [2], "mode": "b"}}
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"lr": 0.1, "stpes": 2}, "unknown key"),
+        ({"steps": 2}, "required key 'lr'"),
+        ({"lr": "fast"}, "expected a number"),
+        ({"lr": 0.1, "steps": 2.5}, "expected an integer"),
+        ({"lr": 0.1, "flag": "yes"}, "true/false"),
+        ({"lr": 0.1, "inner": {"mode": "c"}}, "not one of"),
+        ({"lr": 0.1, "inner": {"windows": [1, "x"]}}, "windows[1]"),
+    ],
+)
+def test_bad_params_raise_with_location(data, message):
+    with pytest.raises(ParamsError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        from_dict(Outer, data, where="train")
+
+
+def test_missing_section_and_file(tmp_path):
+    with pytest.raises(ParamsError, match="section 'nope' is missing"):
+        section({}, "nope", Outer)
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1,\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_repository_params_file_loads():
+    params = load_params(ROOT / "params.yaml")
+    assert isinstance(params["seed"], int)
+
+
+def test_atomic_path_keeps_old_output_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    write_json({"v": 1}, target)
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("writer crashed")
+    assert read_json(target) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_atomic_path_replaces_directories(tmp_path):
+    target = tmp_path / "cache"
+    for value in ("old", "new"):
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            (tmp / "f.txt").write_text(value)
+    assert (target / "f.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
+def test_read_json_names_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.json"):
+        read_json(tmp_path / "absent.json")

@@ -1,0 +1,275 @@
+"""reports/index.html: built from small fake reports, checked statically and in a real headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pytest
+
+from avelib.report import ReportInputError, build_index, caption_from_name, data_hashes
+from avelib.viz.report import figure_to_data_uri, new_figure
+
+
+def _stat(mean: float, std: float) -> dict[str, Any]:
+    return {"mean": mean, "std": std, "per_seed": [mean - std, mean + std]}
+
+
+def _png(path: Path) -> None:
+    fig, axes = new_figure(3, 2)
+    axes[0, 0].plot([0, 1, 2], [0, 1, 0])
+    path.write_bytes(base64.b64decode(figure_to_data_uri(fig).split(",", 1)[1]))
+
+
+def make_fake_reports(root: Path) -> tuple[Path, Path, Path]:
+    """A reports/ folder, params.yaml and dvc.lock as the pipeline would leave them."""
+    reports = root / "reports"
+    (reports / "figures").mkdir(parents=True)
+    (reports / "html").mkdir()
+    (reports / "plots").mkdir()
+    (reports / "metrics.json").write_text(json.dumps({
+        "dataset": "SynthAVE", "test_accuracy": _stat(0.8123, 0.011),
+        "test_accuracy_no_postprocess": _stat(0.80, 0.012), "val_accuracy": _stat(0.82, 0.01),
+    }))  # fmt: skip
+    (reports / "baselines.json").write_text(json.dumps({
+        "avel": {"label": "AVEL (our impl.)", "test_accuracy": _stat(0.70, 0.02), "val_accuracy": _stat(0.71, 0.02)},
+    }))  # fmt: skip
+    (reports / "ablations.json").write_text(json.dumps({"variants": [
+        {"axis": "attention", "name": "temporal", "params": {"localizer.attention": "temporal"},
+         "test_accuracy": _stat(0.78, 0.01), "val_accuracy": _stat(0.79, 0.01)},
+        {"axis": "attention", "name": "both", "params": {"localizer.attention": "both"},
+         "test_accuracy": _stat(0.81, 0.01)},
+        {"axis": "windows", "name": "10 only", "params": {"localizer.windows": [10]}, "test_accuracy": _stat(0.75, 0.03)},
+    ]}))  # fmt: skip
+    _png(reports / "figures" / "confusion_matrix.png")
+    (reports / "plots" / "train_loss.csv").write_text("epoch,loss,val_acc\n0,1.5,0.3\n1,1.0,0.5\n2,0.7,0.6\n")
+    (reports / "html" / "localizer.html").write_text("<html><body><h1>executed notebook</h1></body></html>")
+    params = root / "params.yaml"
+    params.write_text("seed: 0\nreport:\n  title: test page\n")
+    lock = root / "dvc.lock"
+    lock.write_text(
+        "schema: '2.0'\nstages:\n  decode:\n    cmd: papermill ...\n    outs:\n"
+        "    - path: data/cache\n      hash: md5\n      md5: 0123456789abcdef0123456789abcdef.dir\n"
+        "      size: 1234\n      nfiles: 3\n"
+    )
+    return reports, params, lock
+
+
+EXTERNAL = re.compile(r"""(?:src|href|srcset|action|poster|data)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
+
+
+def test_index_is_self_contained(tmp_path: Path) -> None:
+    reports, params, lock = make_fake_reports(tmp_path)
+    out = build_index(reports, params, lock, reports / "index.html")
+    page = out.read_text()
+    assert not EXTERNAL.search(page), "the page links an external resource"
+    assert "@import" not in page and "url(http" not in page and "<script" not in page
+    # main table: ours (as %), the baseline, each row's dataset
+    assert 'id="main-table"' in page and "81.23 ± 1.10" in page and "AVEL (our impl.)" in page
+    assert "SynthAVE" in page
+    # ablations grouped by axis, figures inlined with captions, notebook link relative
+    assert '<h3 id="ablation-attention">' in page and '<h3 id="ablation-windows">' in page
+    assert "Confusion matrix" in page and page.count('src="data:image/png;base64,') >= 4
+    assert 'href="html/localizer.html"' in page
+    assert "0123456789abcdef0123456789abcdef.dir" in page and "seed: 0" in page
+    assert "python" in page and "package torch" in page
+
+
+def test_missing_inputs_render_notes(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    out = build_index(reports, tmp_path / "params.yaml", tmp_path / "dvc.lock", reports / "index.html")
+    page = out.read_text()
+    for name in ("metrics.json", "ablations.json", "baselines.json", "dvc.lock", "params.yaml"):
+        assert re.search(rf"not available: [^<]*{re.escape(name)} missing", page), name
+
+
+def test_malformed_metrics_raise_naming_the_file(tmp_path: Path) -> None:
+    reports, params, lock = make_fake_reports(tmp_path)
+    (reports / "metrics.json").write_text("{not json")
+    with pytest.raises(ValueError, match="metrics.json"):
+        build_index(reports, params, lock, reports / "index.html")
+    (reports / "metrics.json").write_text(json.dumps({"dataset": "SynthAVE", "test_accuracy": 0.8}))
+    with pytest.raises(ReportInputError, match=r"metrics\.json.*test_accuracy"):
+        build_index(reports, params, lock, reports / "index.html")
+    assert not (reports / "index.html").exists(), "a failed build must not leave a page behind"
+
+
+def test_lock_hashes_and_captions(tmp_path: Path) -> None:
+    _, _, lock = make_fake_reports(tmp_path)
+    assert data_hashes(lock) == [("decode", "data/cache", "0123456789abcdef0123456789abcdef.dir", "1234 B, 3 files")]
+    assert caption_from_name(Path("example_timelines-test.png")) == "Example timelines test"
+    plt.close("all")
+
+
+def test_cli_report(tmp_path: Path) -> None:
+    from avelib.__main__ import main
+
+    reports, params, lock = make_fake_reports(tmp_path)
+    out = tmp_path / "site" / "index.html"
+    rc = main(["report", "--reports-dir", str(reports), "--params", str(params), "--lock", str(lock), "--out", str(out)])
+    assert rc == 0 and "<title>test page</title>" in out.read_text()
+
+
+# ---------------------------------------------------------------- real browser
+
+
+class Chromium:
+    """Headless Chromium driven over the DevTools protocol through --remote-debugging-pipe.
+
+    The pipe transport needs no extra dependency: commands are NUL-terminated JSON on fd 3,
+    replies and events come back on fd 4.
+    """
+
+    def __init__(self, binary: str, profile: Path) -> None:
+        to_child_r, self._to_child = os.pipe()
+        self._from_child, from_child_w = os.pipe()
+
+        def wire_fds() -> None:  # in the child: fd 3 = commands in, fd 4 = replies out
+            # copy above 10 first: a pipe end may already sit on fd 3/4 (dup2 onto itself keeps CLOEXEC)
+            cmd_in, out = fcntl.fcntl(to_child_r, fcntl.F_DUPFD_CLOEXEC, 10), fcntl.fcntl(from_child_w, fcntl.F_DUPFD_CLOEXEC, 10)
+            os.dup2(cmd_in, 3)  # dup2 clears CLOEXEC on the target
+            os.dup2(out, 4)
+
+        self.proc = subprocess.Popen(
+            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--remote-debugging-pipe", "--no-first-run", "--no-default-browser-check",
+             "--disable-background-networking", "--disable-extensions", f"--user-data-dir={profile}",
+             "--window-size=1280,2000", "about:blank"],
+            preexec_fn=wire_fds, close_fds=False,  # python fds are CLOEXEC anyway
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._buf = b""
+        self._id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 30) -> dict:
+        self._id += 1
+        msg: dict[str, Any] = {"id": self._id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._to_child, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._next(deadline)
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait_event(self, method: str, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        for ev in self.events:
+            if ev.get("method") == method:
+                return ev
+        while True:
+            ev = self._next(deadline)
+            self.events.append(ev)
+            if ev.get("method") == method:
+                return ev
+
+    def _next(self, deadline: float) -> dict:
+        while b"\0" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._from_child], [], [], left)[0]:
+                raise TimeoutError("chromium did not answer in time")
+            chunk = os.read(self._from_child, 1 << 20)
+            if not chunk:
+                raise RuntimeError("chromium closed the DevTools pipe")
+            self._buf += chunk
+        raw, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(raw)
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close", timeout=5)
+        except Exception:  # noqa: BLE001 - the browser may already be gone
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._to_child)
+        os.close(self._from_child)
+
+
+def _chromium_binary() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("no chromium binary on PATH (install the Debian package `chromium`); browser test skipped")
+
+
+def load_in_browser(page: Path, workdir: Path) -> dict[str, Any]:
+    """Open `page` and return its requests, failures, console errors, main-table text and a screenshot."""
+    browser = Chromium(_chromium_binary(), workdir / "chromium-profile")
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        sid = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Network", "Page", "Runtime", "Log"):
+            browser.send(f"{domain}.enable", session=sid)
+        browser.events.clear()
+        browser.send("Page.navigate", {"url": page.resolve().as_uri()}, session=sid)
+        browser.wait_event("Page.loadEventFired")
+        table = browser.send(
+            "Runtime.evaluate",
+            {"expression": "(document.getElementById('main-table')||{innerText:''}).innerText", "returnByValue": True},
+            session=sid,
+        )["result"]["value"]
+        images = browser.send(
+            "Runtime.evaluate",
+            {"expression": "Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)", "returnByValue": True},
+            session=sid,
+        )["result"]["value"]
+        shot = browser.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=sid)
+    finally:
+        browser.close()
+    ev = browser.events
+    return {
+        "requests": [e["params"]["request"]["url"] for e in ev if e.get("method") == "Network.requestWillBeSent"],
+        "failed": [e["params"] for e in ev if e.get("method") == "Network.loadingFailed"],
+        "bad_status": [e["params"]["response"]["url"] for e in ev if e.get("method") == "Network.responseReceived"
+                       and e["params"]["response"].get("status", 200) >= 400],
+        "errors": [e["params"] for e in ev if e.get("method") == "Runtime.exceptionThrown"
+                   or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")],
+        "table": table,
+        "images": images,
+        "screenshot": base64.b64decode(shot["data"]),
+    }  # fmt: skip
+
+
+def test_index_loads_in_headless_chromium(tmp_path: Path) -> None:
+    binary = _chromium_binary()
+    assert binary
+    reports, params, lock = make_fake_reports(tmp_path)
+    out = build_index(reports, params, lock, reports / "index.html")
+    # the probe: a page with a broken image must be reported as a failed request, or the check proves nothing
+    probe = tmp_path / "probe.html"
+    probe.write_text('<html><body><table id="main-table"><tr><td>x</td></tr></table><img src="missing.png"></body></html>')
+    seen = load_in_browser(probe, tmp_path)
+    assert seen["failed"], "the browser check did not detect a missing image"
+
+    seen = load_in_browser(out, tmp_path)
+    assert seen["failed"] == [] and seen["bad_status"] == [] and seen["errors"] == []
+    external = [u for u in seen["requests"] if not u.startswith(("file:", "data:"))]
+    assert external == [], f"the page fetched {external}"
+    assert "AVE-CLIP (ours)" in seen["table"] and "81.23 ± 1.10" in seen["table"] and "SynthAVE" in seen["table"]
+    assert len(seen["images"]) >= 4 and all(seen["images"]), "an inlined image did not decode"
+    shot = tmp_path / "index_screenshot.png"  # kept for a look: pytest --basetemp=DIR
+    shot.write_bytes(seen["screenshot"])
+    assert seen["screenshot"].startswith(b"\x89PNG") and shot.stat().st_size > 10_000
