@@ -269,7 +269,7 @@ def predict_cli(args: Any) -> int:
     checkpoint = args.checkpoint or defaults.checkpoint
     if args.audioclip_profile is not None:
         towers_path, profile = None, args.audioclip_profile
-        print(f"warning: RANDOM-INIT AudioCLIP towers ({profile} profile): labels are meaningless (smoke test)")
+        print(f"warning: RANDOM-INIT AudioCLIP towers ({profile} profile): labels are meaningless (smoke test)", file=_stderr())
     else:
         towers_path, profile = args.towers or defaults.towers, defaults.audioclip_profile
     k = args.frames_per_second or defaults.frames_per_second

@@ -149,37 +149,41 @@ def load_ablations(path: str | Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def published_rows() -> list[dict[str, Any]] | None:
-    """Published AVE results from `avelib.eval.tables.PUBLISHED` (one source of truth); None when absent."""
+    """Published AVE results from `avelib.eval.tables.PUBLISHED` (the one source of truth); None when absent.
+
+    PUBLISHED: a sequence of entries (mappings or objects with attributes) with `method` and `accuracy`
+    (segment accuracy; percent or fraction; None = not available) and optionally `features`, `dataset`
+    (default "AVE"), `note`; or a mapping {method: entry}.
+    """
     try:
         from avelib.eval.tables import PUBLISHED
     except ModuleNotFoundError as e:
-        if e.name in ("avelib.eval.tables",):
+        if e.name == "avelib.eval.tables":
             return None
         raise
-    rows = []
-    for entry in PUBLISHED:
-        rows.append(_published_row(entry))
-    return rows
+    if isinstance(PUBLISHED, Mapping):
+        return [_published_row(entry, method) for method, entry in PUBLISHED.items()]
+    return [_published_row(entry) for entry in PUBLISHED]
 
 
-def _published_row(entry: Any) -> dict[str, Any]:
-    """One PUBLISHED entry as {method, accuracy (%), features, dataset}."""
-    if isinstance(entry, Mapping):
-        get = entry.get
-    else:  # a dataclass / namedtuple
-        def get(key: str, default: Any = None) -> Any:
-            return getattr(entry, key, default)
-
-    method = get("method") or get("name")
-    acc = get("accuracy", get("acc", get("test_accuracy")))
-    if method is None or acc is None:
-        raise ReportInputError(f"avelib.eval.tables.PUBLISHED: entry {entry!r} lacks a method name or an accuracy")
+def _published_row(entry: Any, method: str | None = None) -> dict[str, Any]:
+    """One PUBLISHED entry as {method, accuracy (% or None), features, dataset, note}."""
+    if isinstance(entry, (int, float)):  # {method: accuracy}
+        entry = {"accuracy": entry}
+    get = entry.get if isinstance(entry, Mapping) else lambda key, default=None: getattr(entry, key, default)
+    method = method or get("method") or get("name")
+    if not method:
+        raise ReportInputError(f"avelib.eval.tables.PUBLISHED: entry {entry!r} has no method name")
+    acc = get("accuracy", get("acc"))
+    if acc is not None:
+        acc = float(acc)
+        acc = 100.0 * acc if acc <= 1.0 else acc  # AVE accuracies are 70-84 %: <= 1 can only be a fraction
     return {
         "method": str(method),
-        "accuracy": None if acc is None else float(acc),
+        "accuracy": acc,
         "features": str(get("features", "") or ""),
         "dataset": str(get("dataset", "AVE") or "AVE"),
-        "note": str(get("note", "") or get("source", "") or ""),
+        "note": str(get("note", "") or ""),
     }
 
 
@@ -272,35 +276,45 @@ def main_table_section(reports: Path) -> str:
     return caption + table + "".join(notes)
 
 
+def ablation_table_html(variants: Sequence[Mapping[str, Any]]) -> str:
+    """The variants of one ablation axis as an HTML table (mean ± std in %)."""
+    e = html.escape
+    rows = []
+    for v in variants:
+        overrides = ", ".join(f"{k}={v2}" for k, v2 in (v.get("params") or {}).items())
+        rows.append([
+            e(v["name"]), e(overrides) or "—", fmt_stat(v.get("test_accuracy")),
+            fmt_stat(v.get("test_accuracy_no_postprocess")), fmt_stat(v.get("val_accuracy")),
+        ])  # fmt: skip
+    return _table(["variant", "overrides", "test acc. (%)", "no post-proc. (%)", "val acc. (%)"], rows, raw=True)
+
+
+def ablation_figure(axis: str, variants: Sequence[Mapping[str, Any]]):  # -> Figure
+    """Test accuracy mean ± std of the variants of one axis."""
+    from avelib.viz.report import mean_std_plot
+
+    return mean_std_plot(
+        [v["name"] for v in variants],
+        [as_percent(v["test_accuracy"]["mean"]) for v in variants],
+        [as_percent(v["test_accuracy"]["std"]) for v in variants],
+        title=f"ablation: {axis} (test accuracy, mean ± std)",
+    )
+
+
 def ablation_section(reports: Path) -> str:
-    """One table (+ bar plot) per ablation axis."""
+    """One table (+ plot) per ablation axis."""
+    from avelib.viz.report import figure_to_data_uri
+
     path = reports / "ablations.json"
     if not path.is_file():
         return _missing(path)
-    from avelib.viz.report import mean_std_plot, figure_to_data_uri
-
     parts = []
     e = html.escape
     for axis, variants in load_ablations(path).items():
-        rows = []
-        for v in variants:
-            overrides = ", ".join(f"{k}={v2}" for k, v2 in (v.get("params") or {}).items())
-            rows.append([
-                e(v["name"]), e(overrides) or "—", fmt_stat(v.get("test_accuracy")),
-                fmt_stat(v.get("test_accuracy_no_postprocess")), fmt_stat(v.get("val_accuracy")),
-            ])  # fmt: skip
-        table = _table(
-            ["variant", "overrides", "test acc. (%)", "no post-proc. (%)", "val acc. (%)"], rows, raw=True
-        )
-        fig = mean_std_plot(
-            [v["name"] for v in variants],
-            [as_percent(v["test_accuracy"]["mean"]) for v in variants],
-            [as_percent(v["test_accuracy"]["std"]) for v in variants],
-            title=f"ablation: {axis} (test accuracy, mean ± std)",
-        )
+        uri = figure_to_data_uri(ablation_figure(axis, variants))
         parts.append(
-            f'<h3 id="ablation-{e(axis)}">{e(axis)}</h3><div class="row">{table}'
-            f"{_figure(figure_to_data_uri(fig), f'Ablation {axis}: test accuracy')}</div>"
+            f'<h3 id="ablation-{e(axis)}">{e(axis)}</h3><div class="row">{ablation_table_html(variants)}'
+            f"{_figure(uri, f'Ablation {axis}: test accuracy')}</div>"
         )
     return "".join(parts) if parts else f'<p class="na">{e(str(path))}: no variants</p>'
 
@@ -360,6 +374,37 @@ def plot_records(records: list[dict[str, Any]], title: str):  # -> Figure | None
     ax.set_title(title)
     ax.legend()
     return fig
+
+
+def metrics_figures_section(reports: Path) -> str:
+    """Training curves (metrics.json `history`) and the confusion matrix (`confusion_matrix`) of the main run."""
+    import numpy as np
+
+    from avelib.data.ave import CATEGORIES, NUM_CLASSES
+    from avelib.viz.report import confusion_figure, figure_to_data_uri, history_figure
+
+    path = reports / "metrics.json"
+    if not path.is_file():
+        return _missing(path)
+    m = load_metrics(path)
+    parts = []
+    hist = m.get("history")
+    if hist:
+        try:
+            fig = history_figure(hist, title=f"AVE-CLIP on {m['dataset']}")
+        except (KeyError, TypeError) as e:
+            raise ReportInputError(f"{path}: 'history' must be a list (per seed) of lists of epoch records "
+                                   f"with epoch, train_loss, val_accuracy: {e!r}") from None
+        parts.append(_figure(figure_to_data_uri(fig), "Training curves per seed (from metrics.json)"))
+    if "confusion_matrix" in m:
+        conf = np.asarray(m["confusion_matrix"])
+        if conf.shape != (NUM_CLASSES, NUM_CLASSES):
+            raise ReportInputError(f"{path}: 'confusion_matrix' must be {NUM_CLASSES}x{NUM_CLASSES}, got {conf.shape}")
+        fig = confusion_figure(conf, [*CATEGORIES, "background"], title="Test confusion matrix (summed over seeds)")
+        parts.append(_figure(figure_to_data_uri(fig), "Confusion matrix, row-normalised (from metrics.json)"))
+    if not parts:
+        return f'<p class="na">not available: {html.escape(str(path))} has no history / confusion_matrix</p>'
+    return '<div class="grid">' + "".join(parts) + "</div>"
 
 
 def plots_section(reports: Path) -> str:
@@ -483,7 +528,8 @@ def render_index(
     sections: list[tuple[str, str, str]] = [
         ("main", "Main result", main_table_section(reports)),
         ("ablations", "Ablations", ablation_section(reports)),
-        ("curves", "Training curves and plots", plots_section(reports)),
+        ("run", "Training curves and confusion matrix", metrics_figures_section(reports)),
+        ("curves", "Other plots (reports/plots)", plots_section(reports)),
         ("figures", "Figures (confusion matrix, timelines, ...)", figures_section(reports)),
         ("notebooks", "Executed notebooks", notebooks_section(reports, out)),
     ]
@@ -540,3 +586,145 @@ def report_config(params_path: str | Path = "params.yaml") -> ReportConfig:
         return ReportConfig()
     params = load_params(path)
     return section(params, "report", ReportConfig) if "report" in params else ReportConfig()
+
+
+# ---------------------------------------------------------------- explore notebook support
+
+
+def demo_ablations() -> dict[str, list[dict[str, Any]]]:
+    """Made-up ablation results, shown by the explore notebook ONLY when ablations.json is missing."""
+
+    def stat(m: float) -> dict[str, Any]:
+        return {"mean": m, "std": 0.01, "per_seed": [m - 0.01, m + 0.01]}
+
+    return {
+        "DEMO attention": [{"axis": "DEMO attention", "name": n, "params": {"localizer.attention": n}, "test_accuracy": stat(m)}
+                           for n, m in (("temporal", 0.70), ("feature", 0.66), ("both", 0.74))],
+        "DEMO windows": [{"axis": "DEMO windows", "name": n, "params": {}, "test_accuracy": stat(m)}
+                         for n, m in (("10", 0.68), ("10,5", 0.71), ("10,5,3,2", 0.74))],
+    }  # fmt: skip
+
+
+def explore_ablations(reports_dir: str | Path = "reports") -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """(variants by axis, a line saying where they come from); demo values when ablations.json is missing."""
+    path = Path(reports_dir) / "ablations.json"
+    if path.is_file():
+        return load_ablations(path), f"ablations from {path}"
+    return demo_ablations(), f"not available: {path} missing -> showing MADE-UP DEMO values (run the ablation stage)"
+
+
+@dataclass
+class VideoSet:
+    """What the explore notebook shows per video: media, ground truth, features and a localizer."""
+
+    names: list[str]
+    labels: Any  # int64 [N,10] ground truth
+    frames: Any  # uint8 [N,10,K,S,S,3]
+    audio: Any  # float32 [N,10,R]
+    sample_rate: int
+    audio_features: Any  # float32 [N,10,Ea]
+    visual_features: Any  # float32 [N,10,Ev]
+    localizer: Any  # avelib.predict.LocalizerBundle
+    source: str  # where all this comes from (pipeline outputs or DEMO)
+
+
+def load_video_set(
+    data_root: str | Path, cache_dir: str | Path, features_dir: str | Path, checkpoint: str | Path,
+    split: str = "test", max_videos: int = 50,
+) -> VideoSet:  # fmt: skip
+    """The `split` videos from the pipeline outputs (dataset, decode cache, features, localizer checkpoint)."""
+    import numpy as np
+
+    from avelib.data.ave import load_dataset
+    from avelib.data.cache import SegmentCache
+    from avelib.data.features import load_feature_set
+    from avelib.predict import load_localizer
+
+    for p in (Path(data_root), Path(cache_dir), Path(features_dir), Path(checkpoint)):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} missing (run the pipeline: dvc repro)")
+    ds = load_dataset(data_root)
+    cache = SegmentCache.open(cache_dir)
+    bundle = load_localizer(checkpoint)
+    audio_f, visual_f = load_feature_set(features_dir, visual=bundle.visual)  # [N,10,E] each
+    idx = np.asarray(ds.splits[split])
+    idx = idx[np.asarray(cache.ok)[idx]][:max_videos]  # decoded videos only
+    return VideoSet(
+        names=[f"{ds.records[i].video_id} ({ds.records[i].category})" for i in idx],
+        labels=np.asarray(ds.labels)[idx], frames=cache.frames[idx], audio=cache.audio[idx],
+        sample_rate=int(cache.sample_rate), audio_features=audio_f[idx], visual_features=visual_f[idx],
+        localizer=bundle, source=f"{split} split of {data_root}, features {features_dir}, localizer {checkpoint}",
+    )  # fmt: skip
+
+
+def demo_video_set(num_videos: int = 2, seed: int = 0, frames_per_second: int = 4) -> VideoSet:
+    """A tiny in-memory stand-in: SynthAVE videos rendered in memory, random-init small AudioCLIP
+    features and an UNTRAINED localizer (its predictions and attention are meaningless)."""
+    import numpy as np
+    import torch
+
+    from avelib.data.ave import CATEGORIES, NUM_SEGMENTS
+    from avelib.data.synth import SynthConfig, plan_video, render_audio, render_frames
+    from avelib.models.audioclip import build_audioclip
+    from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig
+    from avelib.predict import LocalizerBundle, encode_video
+
+    torch.manual_seed(seed)
+    towers = build_audioclip("small", None)
+    cfg = SynthConfig(image_size=towers.config.image_size, sample_rate=towers.config.sample_rate, seed=seed)
+    pick = (np.arange(frames_per_second) + 0.5) * cfg.fps / frames_per_second  # K frame times in a second
+    names, labels, frames, audio, fa, fv = [], [], [], [], [], []
+    for i in range(num_videos):
+        label = (5 * i + seed) % len(CATEGORIES)
+        plan = plan_video(cfg, i, label)
+        f = render_frames(cfg, plan, i).reshape(NUM_SEGMENTS, cfg.fps, *([cfg.image_size] * 2), 3)
+        f = f[:, pick.astype(int)]  # [10,K,S,S,3]
+        a = render_audio(cfg, plan, i).reshape(NUM_SEGMENTS, cfg.sample_rate)  # [10,R]
+        ea, ev = encode_video(towers, f, a)  # [10,E] each
+        names.append(f"demo{i} ({CATEGORIES[label]})")
+        labels.append(plan["segment_labels"])
+        frames.append(f), audio.append(a), fa.append(ea), fv.append(ev)
+    e = towers.config.embed_dim
+    model = AVECLIPLocalizer(LocalizerConfig(), e, e).eval()
+    bundle = LocalizerBundle(model, 1, "frozen", "mean", e, e, Path("<untrained demo localizer>"))
+    return VideoSet(
+        names=names, labels=np.asarray(labels, dtype=np.int64), frames=np.stack(frames), audio=np.stack(audio),
+        sample_rate=cfg.sample_rate, audio_features=np.stack(fa), visual_features=np.stack(fv), localizer=bundle,
+        source="MADE-UP DEMO: in-memory SynthAVE videos, random-init towers, untrained localizer",
+    )  # fmt: skip
+
+
+def explore_videos(
+    data_root: str | Path, cache_dir: str | Path, features_dir: str | Path, checkpoint: str | Path,
+    split: str = "test", max_videos: int = 50,
+) -> tuple[VideoSet, str]:  # fmt: skip
+    """The pipeline's videos, or the in-memory demo set (said so in the returned line) when outputs are missing."""
+    try:
+        vs = load_video_set(data_root, cache_dir, features_dir, checkpoint, split, max_videos)
+    except FileNotFoundError as e:
+        vs = demo_video_set()
+        return vs, f"not available: {e} -> showing a {vs.source}"
+    return vs, f"videos: {vs.source}"
+
+
+def video_figures(vs: VideoSet, i: int) -> dict[str, Any]:
+    """Frames strip, spectrogram, ground truth vs prediction (+ alpha) timeline and attention maps of video i."""
+    import torch
+
+    from avelib.eval.postprocess import smooth_predictions
+    from avelib.viz.data import frame_strip, spectrogram
+    from avelib.viz.report import attention_maps, label_rows
+
+    model = vs.localizer.model
+    a = torch.as_tensor(vs.audio_features[i : i + 1])  # [1,10,Ea]
+    v = torch.as_tensor(vs.visual_features[i : i + 1])  # [1,10,Ev]
+    with torch.inference_mode():
+        out = model(a, v, return_attention=True)
+    pred = smooth_predictions(model.predict(out).numpy(), vs.localizer.postprocess_max_len)[0]  # [10]
+    gt = vs.labels[i]
+    return {
+        "frames": frame_strip(vs.frames[i], gt, title=vs.names[i]),
+        "spectrogram": spectrogram(vs.audio[i], vs.sample_rate, gt, title=f"{vs.names[i]}: audio"),
+        "timeline": label_rows({"ground truth": gt, "prediction": pred}, out.alpha[0].numpy(), title=vs.names[i]),
+        "attention": attention_maps(out.attention or {}, 0, title=f"{vs.names[i]}: attention (mean over heads)"),
+    }

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from avelib.report import ReportInputError, build_index, caption_from_name, data_hashes
@@ -40,6 +41,8 @@ def make_fake_reports(root: Path) -> tuple[Path, Path, Path]:
     (reports / "metrics.json").write_text(json.dumps({
         "dataset": "SynthAVE", "test_accuracy": _stat(0.8123, 0.011),
         "test_accuracy_no_postprocess": _stat(0.80, 0.012), "val_accuracy": _stat(0.82, 0.01),
+        "history": [[{"epoch": e, "train_loss": 1.0 / (e + 1), "val_accuracy": 0.5 + 0.1 * e} for e in range(3)]],
+        "confusion_matrix": (np.eye(29, dtype=int) * 5 + 1).tolist(),
     }))  # fmt: skip
     (reports / "baselines.json").write_text(json.dumps({
         "avel": {"label": "AVEL (our impl.)", "test_accuracy": _stat(0.70, 0.02), "val_accuracy": _stat(0.71, 0.02)},
@@ -79,7 +82,8 @@ def test_index_is_self_contained(tmp_path: Path) -> None:
     assert "SynthAVE" in page
     # ablations grouped by axis, figures inlined with captions, notebook link relative
     assert '<h3 id="ablation-attention">' in page and '<h3 id="ablation-windows">' in page
-    assert "Confusion matrix" in page and page.count('src="data:image/png;base64,') >= 4
+    assert "Confusion matrix" in page and "Training curves per seed" in page
+    assert page.count('src="data:image/png;base64,') >= 6
     assert 'href="html/localizer.html"' in page
     assert "0123456789abcdef0123456789abcdef.dir" in page and "seed: 0" in page
     assert "python" in page and "package torch" in page
@@ -101,6 +105,10 @@ def test_malformed_metrics_raise_naming_the_file(tmp_path: Path) -> None:
         build_index(reports, params, lock, reports / "index.html")
     (reports / "metrics.json").write_text(json.dumps({"dataset": "SynthAVE", "test_accuracy": 0.8}))
     with pytest.raises(ReportInputError, match=r"metrics\.json.*test_accuracy"):
+        build_index(reports, params, lock, reports / "index.html")
+    (reports / "metrics.json").write_text(json.dumps({"dataset": "SynthAVE", "test_accuracy": _stat(0.8, 0.0),
+                                                      "confusion_matrix": [[1, 2], [3, 4]]}))
+    with pytest.raises(ReportInputError, match=r"metrics\.json.*confusion_matrix"):
         build_index(reports, params, lock, reports / "index.html")
     assert not (reports / "index.html").exists(), "a failed build must not leave a page behind"
 
@@ -269,7 +277,25 @@ def test_index_loads_in_headless_chromium(tmp_path: Path) -> None:
     external = [u for u in seen["requests"] if not u.startswith(("file:", "data:"))]
     assert external == [], f"the page fetched {external}"
     assert "AVE-CLIP (ours)" in seen["table"] and "81.23 ± 1.10" in seen["table"] and "SynthAVE" in seen["table"]
-    assert len(seen["images"]) >= 4 and all(seen["images"]), "an inlined image did not decode"
+    assert len(seen["images"]) >= 6 and all(seen["images"]), "an inlined image did not decode"
     shot = tmp_path / "index_screenshot.png"  # kept for a look: pytest --basetemp=DIR
     shot.write_bytes(seen["screenshot"])
     assert seen["screenshot"].startswith(b"\x89PNG") and shot.stat().st_size > 10_000
+
+
+def test_published_rows_come_from_eval_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    fake = types.ModuleType("avelib.eval.tables")
+    fake.PUBLISHED = [  # type: ignore[attr-defined]
+        {"method": "AVE-CLIP, WACV'23", "accuracy": 83.7, "features": "AudioCLIP, fine-tuned"},
+        {"method": "CMBS, CVPR'22", "accuracy": 0.793, "features": "VGG19 + VGGish"},
+    ]
+    monkeypatch.setitem(sys.modules, "avelib.eval.tables", fake)
+    reports, params, lock = make_fake_reports(tmp_path)
+    page = build_index(reports, params, lock, reports / "index.html").read_text()
+    table = page[page.index('id="main-table"') : page.index("</table>", page.index('id="main-table"'))]
+    assert "AVE-CLIP, WACV&#x27;23" in table and "83.7" in table and "79.3" in table
+    assert table.count("<td>AVE</td>") == 2 and table.count("<td>SynthAVE</td>") == 2
+    assert "PUBLISHED missing" not in page

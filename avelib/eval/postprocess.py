@@ -19,28 +19,36 @@ def _runs(row: np.ndarray) -> list[tuple[int, int, int]]:
     return runs
 
 
+def _smooth_row(row: np.ndarray, max_len: int) -> np.ndarray:
+    row = row.copy()
+    while True:
+        runs = _runs(row)
+        eligible = [
+            (runs[k][1], runs[k][0], runs[k - 1][2])
+            for k in range(1, len(runs) - 1)
+            if runs[k][1] <= max_len and runs[k - 1][2] == runs[k + 1][2]
+        ]
+        if not eligible:
+            return row
+        length, start, label = min(eligible)  # shortest first, then leftmost
+        row[start : start + length] = label  # merges three runs into one: the loop terminates
+
+
 def smooth_predictions(pred: np.ndarray, max_len: int) -> np.ndarray:
     """A run of length <= max_len flanked on both sides by runs of one same label takes that label.
 
-    Decisions use the runs of the input row (one pass), so the result does not depend on the scan
-    order; runs touching the first or last second are never changed; max_len=0 is a no-op.
+    Applied repeatedly, shortest run first (then leftmost), until no run qualifies, so alternating
+    patterns such as A B A B A... collapse instead of flipping; runs touching the first or last second
+    are never changed (flanked on one side only); max_len=0 is a no-op.
     """
     pred = np.asarray(pred)
     if pred.ndim != 2:
         raise ValueError(f"smooth_predictions expects int [N,T] predictions, got shape {pred.shape}")
     if max_len < 0:
         raise ValueError(f"max_len must be >= 0, got {max_len}")
-    out = pred.copy()  # [N,T]
     if max_len == 0:
-        return out
-    for i, row in enumerate(pred):
-        runs = _runs(row)
-        for k in range(1, len(runs) - 1):
-            start, length, _ = runs[k]
-            left, right = runs[k - 1][2], runs[k + 1][2]
-            if length <= max_len and left == right:
-                out[i, start : start + length] = left
-    return out
+        return pred.copy()
+    return np.stack([_smooth_row(row, max_len) for row in pred]) if len(pred) else pred.copy()  # [N,T]
 
 
 def choose_max_len(

@@ -128,5 +128,5 @@ class SegmentMLP(nn.Module):
             parts.append(visual.mean(dim=2) if visual.dim() == 4 else visual)  # [B,T,Dv]
         return SegmentOutput(self.net(torch.cat(parts, dim=-1)))  # [B,T,29]
 
-    segment_scores = AVELAttention.segment_scores
-    loss = AVELAttention.loss
+    segment_scores = staticmethod(AVELAttention.segment_scores)
+    loss = staticmethod(AVELAttention.loss)

@@ -62,7 +62,7 @@ def blackman_harris(length: int) -> torch.Tensor:
 
 
 class FBSP(nn.Module):
-    """Frequency B-spline-like trainable Fourier layer ("LinearFBSP", no bias, normalized).
+    """Trainable Fourier layer of complex frequency B-spline (fbsp) wavelet filters (no bias, normalized).
 
     Each output bin k is a complex filter over the frame: sqrt(fb_k) * w_k(t) * exp(-i fc_k t),
     t in pi * linspace(-1, 1, L); w_k = sinc(fb_k t / m_k) raised to the (real) power m_k, where a
@@ -82,31 +82,32 @@ class FBSP(nn.Module):
             p.register_hook(_inf_normalize_grad)
 
     def filters(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Real and imaginary filter banks, each [num_bins, length] (already / sqrt(length))."""
+        """Real and imaginary filter banks, each [num_bins, length] (already / sqrt(length)).
+
+        The float32 operation order follows the official layer on purpose: in quiet (high-frequency)
+        bins the power is a tiny difference of large terms, so its dB value, and through the network
+        the embedding, depends on the exact rounding of these weights.
+        """
         t = math.pi * torch.linspace(-1.0, 1.0, length, dtype=self.m.dtype, device=self.m.device)
         t = t[None, :] + FBSP_EPS  # [1,L]
         m, fb, fc = self.m[:, None], self.fb[:, None], self.fc[:, None]  # [K,1]
         arg = fb * t / (m + FBSP_EPS)  # [K,L]
         sinc = torch.where(arg == 0, torch.ones_like(arg), torch.sin(arg) / arg)
-        # complex power of a real number: |s|^m * exp(i * m * angle(s)), angle = pi for s < 0
-        angle = torch.where(sinc < 0, torch.full_like(sinc, math.pi), torch.zeros_like(sinc))
-        mag = (sinc * sinc) ** (0.5 * m)
-        win_re, win_im = mag * torch.cos(m * angle), mag * torch.sin(m * angle)  # [K,L]
-        ker_re, ker_im = torch.cos(fc * t), -torch.sin(fc * t)  # [K,L]
-        gain = fb.sqrt() / math.sqrt(length)
-        real = gain * (win_re * ker_re - win_im * ker_im)
-        imag = gain * (win_re * ker_im + win_im * ker_re)
+        # sinc ** m as a complex power of a real number: |s|^m * exp(i * m * angle(s))
+        mag = torch.sqrt(sinc * sinc)
+        angle = torch.atan2(torch.zeros_like(sinc), sinc)  # 0, or pi on negative lobes
+        amp = (mag * mag) ** (0.5 * m)
+        win_re, win_im = amp * torch.cos(m * angle), amp * torch.sin(m * angle)  # [K,L]
+        ker_re, ker_im = torch.cos(fc * t), -torch.sin(fc * t)  # [K,L], exp(-i fc t)
+        gain = fb.sqrt()  # [K,1]
+        real = gain * (win_re * ker_re - win_im * ker_im) / math.sqrt(length)
+        imag = gain * (win_re * ker_im + win_im * ker_re) / math.sqrt(length)
         return real, imag
 
-    def forward(self, frames: torch.Tensor, bins: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """frames [..., L] real -> (real, imag) spectra [..., bins] (first `bins` bins only)."""
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames [..., L] real -> (real, imag) spectra [..., num_bins]."""
         real, imag = self.filters(frames.shape[-1])
-        if bins is not None:  # unused top bins cost compute but change nothing downstream
-            real, imag = real[:bins], imag[:bins]
-        weight = torch.cat([real, imag], dim=0)  # [2K,L]: one matmul for both parts
-        spec = F.linear(frames, weight)  # [...,2K]
-        k = real.shape[0]
-        return spec[..., :k], spec[..., k:]
+        return F.linear(frames, real), F.linear(frames, imag)
 
     def norm_loss(self, length: int) -> torch.Tensor:
         """AudioCLIP's `loss_ttf`: MSE of each normalized filter's L2 norm to 1."""
@@ -226,10 +227,11 @@ class ESResNeXtFBSP(nn.Module):
     def spectrogram_db(self, x: torch.Tensor) -> torch.Tensor:
         """int16-range waveform [R, N] -> power in dB [R, bands, H, T]."""
         # the official tower maps [-32768, 32767] linearly onto [-1, 1] (note the tiny offset)
-        x = (x + 32768.0) * (2.0 / 65535.0) - 1.0
+        x = (x + 32768.0) * 2.0 / 65535.0 - 1.0
         fr = self.frames(x)  # [R,T,n_fft]
         h = self.band_height
-        re, im = self.fbsp(fr, bins=h * self.cfg.bands)  # [R,T,bands*H] each
+        re, im = self.fbsp(fr)  # [R,T,K] each
+        re, im = re[..., : h * self.cfg.bands], im[..., : h * self.cfg.bands]  # top bins unused
         power = re * re + im * im
         power = torch.where(power > 0, power, torch.full_like(power, LOG10_EPS))
         db = 10.0 * torch.log10(power)  # [R,T,bands*H]

@@ -122,8 +122,8 @@ class WindowBlock(nn.Module):
         self.window = window
         self.temporal = TemporalAttention(d, cfg.heads, cfg.dropout) if cfg.attention in ("temporal", "both") else None
         self.feature = FeatureAttention(d, cfg.heads, cfg.dropout) if cfg.attention in ("feature", "both") else None
-        self.norm_t = nn.LayerNorm(d)
-        self.norm_f = nn.LayerNorm(d)
+        self.norm_t = nn.LayerNorm(d) if self.temporal is not None else None
+        self.norm_f = nn.LayerNorm(d) if self.feature is not None else None
         self.norm_o = nn.LayerNorm(d)
         self.ffn = nn.Sequential(
             nn.Linear(d, cfg.ffn_mult * d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.ffn_mult * d, d)
@@ -296,6 +296,7 @@ class AVECLIPLocalizer(nn.Module):
         p = p / p.max(dim=-1, keepdim=True).values  # [B,28], max = 1
         ev = out.alpha.unsqueeze(-1) * p.unsqueeze(1)  # [B,T,28]
         bg = (1.0 - out.alpha).unsqueeze(-1)  # [B,T,1]
+        bg = torch.nextafter(bg, torch.full_like(bg, 2.0))  # alpha == 0.5 exactly -> background, as in predict
         return torch.cat([ev, bg], dim=-1)  # [B,T,29]
 
     @staticmethod

@@ -68,6 +68,9 @@ class FinetuneConfig:
     """Fraction of all steps with linear warm-up from 0 to `lr`, then cosine decay to `min_lr_ratio * lr`."""
     min_lr_ratio: float = 0.0
     """Final learning rate of the cosine schedule, as a fraction of `lr`."""
+    logit_scale_init: float | None = None
+    """Set exp(logit_scale_ai) to this before fine-tuning (null = keep the model's: 100 in AudioCLIP
+    checkpoints and in a random init). Random-init towers learn much better from CLIP's 1/0.07 = 14.3."""
     fbsp_weight: float = 1.0
     """Weight of AudioCLIP's FBSP regulariser added whenever audio passes through."""
     grad_clip: float | None = 1.0
@@ -308,14 +311,15 @@ def embed_pairs(
 def retrieval_recall(a_emb: torch.Tensor, i_emb: torch.Tensor, ks: tuple[int, ...]) -> dict[str, float]:
     """Recall@k both ways for matched rows: `a2i_r{k}`, `i2a_r{k}` and chance level `chance_r{k}` = k/M.
 
-    The rank of the true match counts candidates with a strictly higher cosine similarity.
+    The rank of the true match counts the other candidates with an equal or higher cosine similarity
+    (ties count against the query, so collapsed embeddings score chance-or-worse, never 1.0).
     """
     a = F.normalize(a_emb.float(), dim=-1)  # [M,E]
     i = F.normalize(i_emb.float(), dim=-1)  # [M,E]
     sim = a @ i.T  # [M,M] rows audio queries, cols image candidates
     diag = sim.diagonal()  # [M]
-    rank_a2i = (sim > diag[:, None]).sum(dim=1)  # [M]
-    rank_i2a = (sim > diag[None, :]).sum(dim=0)  # [M]
+    rank_a2i = (sim >= diag[:, None]).sum(dim=1) - 1  # [M] (minus the true pair itself)
+    rank_i2a = (sim >= diag[None, :]).sum(dim=0) - 1  # [M]
     m = sim.shape[0]
     out: dict[str, float] = {}
     for k in ks:
@@ -399,6 +403,15 @@ def _data_fingerprint(cache: Any, labels: np.ndarray, train: np.ndarray, val: np
     }
 
 
+def _weights_sha256(model: nn.Module) -> str:
+    """Fingerprint of the starting weights, so a resume never continues from other initial towers."""
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if v.numel() else b"")
+    return h.hexdigest()
+
+
 def _model_config(model: nn.Module) -> Any:
     config = getattr(model, "config", None)
     return resolved(config) if config is not None else type(model).__name__
@@ -451,6 +464,7 @@ def finetune(
     config = {
         "finetune": resolved(cfg),
         "model": _model_config(model),
+        "initial_weights_sha256": _weights_sha256(model),
         "data": _data_fingerprint(cache, labels, np.asarray(splits["train"]), np.asarray(splits["val"])),
         "device": device.type,
     }
@@ -487,6 +501,11 @@ def finetune(
         log.info("finetune: resumed from %s after epoch %d", out_dir / LAST, resumed["epoch"])
     else:
         seed_everything(cfg.seed)
+        if cfg.logit_scale_init is not None:
+            if not 1.0 <= cfg.logit_scale_init <= 100.0:
+                raise ValueError(f"finetune.logit_scale_init must be in [1, 100] (the clamp range), got {cfg.logit_scale_init}")
+            with torch.no_grad():
+                model.logit_scale_ai.fill_(math.log(cfg.logit_scale_init))
         if cfg.eval_initial:
             entry = {"epoch": 0, **_evaluate(model, cache, val_pairs, cfg, device)}
             history.append(entry)
@@ -571,8 +590,8 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _save_best(save_checkpoint: Any, model: nn.Module, out_dir: Path, entry: Mapping[str, Any], config: Mapping[str, Any]) -> None:
-    with atomic_path(out_dir / BEST) as tmp:
-        save_checkpoint(model, tmp, {"epoch": int(entry["epoch"]), "val": dict(entry), "params": dict(config)})
+    # save_checkpoint writes atomically; extra = what was kept and why, with the resolved params
+    save_checkpoint(model, out_dir / BEST, {"epoch": int(entry["epoch"]), "val": dict(entry), "params": dict(config)})
 
 
 def _load_best_state(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:

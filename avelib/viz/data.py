@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from matplotlib.colors import ListedColormap
+from matplotlib.colors import ListedColormap, hsv_to_rgb
 from matplotlib.figure import Figure
 
 from avelib.data.ave import BACKGROUND, CATEGORIES, NUM_CLASSES, NUM_SEGMENTS, AVEDataset, Record
@@ -113,15 +113,9 @@ def spectrogram(audio: np.ndarray, sample_rate: int, labels: Sequence[int], titl
 
 
 def _class_cmap() -> ListedColormap:
-    """29 colours: 28 distinct class colours, light grey for background."""
-    return ListedColormap([*(_tab(i) for i in range(len(CATEGORIES))), (0.9, 0.9, 0.9)], name="ave_classes")
-
-
-def _tab(i: int) -> tuple[float, float, float]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab20"] if i < 20 else colormaps["tab20b"]
-    return cmap(i % 20 if i < 20 else (i - 20) * 2 + 1)[:3]
+    """29 colours: 28 saturated class colours (golden-ratio hues), light grey for background."""
+    hsv = [((i * 0.618034) % 1.0, 0.55 + 0.35 * (i % 2), 0.9 - 0.25 * ((i // 2) % 2)) for i in range(len(CATEGORIES))]
+    return ListedColormap([*(tuple(hsv_to_rgb(c)) for c in hsv), (0.9, 0.9, 0.9)], name="ave_classes")
 
 
 def label_timelines(labels: np.ndarray, names: Sequence[str] | None = None, title: str = "") -> Figure:

@@ -1,0 +1,240 @@
+"""Stage A (contrastive fine-tuning) on a tiny synthetic segment cache with the real small towers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avelib.data.ave import BACKGROUND, CATEGORIES, HEADER, load_dataset
+from avelib.data.cache import SegmentCache
+from avelib.models.audioclip import AudioCLIP, build_audioclip
+from avelib.train.contrastive import (
+    FinetuneConfig,
+    event_videos,
+    finetune,
+    retrieval_recall,
+    run_finetune,
+    sample_epoch_batches,
+    validation_pairs,
+)
+
+K, S, R = 2, 64, 16000  # tiny cache: 2 frames per second at the small profile's input size and rate
+SPLITS = {"train": range(0, 8), "val": range(8, 12), "test": range(12, 14)}
+FAILED = 13  # a video the "decoder" could not read
+
+
+def make_dataset(root: Path, n: int = 14, seed: int = 0) -> tuple[Path, Path]:
+    """An AVE-layout root (Annotations + split files, no media) and its segment cache, built with numpy.
+
+    Video v has class v % 4, an event in seconds [start, start+4); event seconds carry a class colour
+    in the frames and a class tone in the audio, background seconds carry noise only.
+    """
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    cache = root / "cache"
+    cache.mkdir()
+    frames = np.lib.format.open_memmap(cache / "frames.npy", "w+", np.uint8, (n, 10, K, S, S, 3))
+    audio = np.lib.format.open_memmap(cache / "audio.npy", "w+", np.float32, (n, 10, R))
+    t = np.arange(R, dtype=np.float32) / R
+    lines, ids = [], []
+    for v in range(n):
+        c, start = v % 4, int(rng.integers(0, 6))
+        vid = f"vid{v:04d}xx"
+        ids.append(vid)
+        lines.append(f"{CATEGORIES[c]}&{vid}&good&{start}&{start + 4}")
+        if v == FAILED:
+            continue  # failed videos hold zeros
+        frames[v] = rng.integers(0, 80, (10, K, S, S, 3), dtype=np.uint8)
+        frames[v, start : start + 4, :, :, :, c % 3] += 120
+        audio[v] = 0.05 * rng.standard_normal((10, R)).astype(np.float32)
+        audio[v, start : start + 4] += 0.3 * np.sin(2 * np.pi * (200 + 300 * c) * t)
+    frames.flush()
+    audio.flush()
+    ok = [v != FAILED for v in range(n)]
+    meta = {
+        "video_ids": ids, "ok": ok, "frames_per_second": K, "image_size": S, "sample_rate": R,
+        "videos": [{} for _ in range(n)], "failures": [{"file": f"AVE/{ids[FAILED]}.mp4", "cause": "moov atom not found"}],
+    }
+    (cache / "meta.json").write_text(json.dumps(meta))
+    (root / "Annotations.txt").write_text("\n".join([HEADER, *lines]) + "\n")
+    for name, fname in (("train", "trainSet.txt"), ("val", "valSet.txt"), ("test", "testSet.txt")):
+        (root / fname).write_text("".join(lines[i] + "\n" for i in SPLITS[name]))
+    return root, cache
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The test machine is shared: one intra-op thread avoids oversubscription stalls."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[Path, SegmentCache, np.ndarray, dict[str, np.ndarray]]:
+    root, cache_dir = make_dataset(tmp_path_factory.mktemp("ds"))
+    ds = load_dataset(root)
+    return root, SegmentCache.open(cache_dir), ds.labels, ds.splits
+
+
+CFG = FinetuneConfig(epochs=2, batch_size=4, lr=3e-4, warmup_fraction=0.25, device="cpu", eval_batch_size=8, seed=3)
+
+
+def model0(seed: int = 3) -> AudioCLIP:
+    torch.manual_seed(seed)
+    return build_audioclip("small", None)
+
+
+@pytest.fixture(scope="module")
+def run_a(data, tmp_path_factory):
+    _, cache, labels, splits = data
+    out = tmp_path_factory.mktemp("ft_a")
+    return finetune(model0(), cache, labels, splits, CFG, out, progress=False)
+
+
+def test_batches_never_repeat_a_video_and_use_event_seconds(data):
+    _, cache, labels, splits = data
+    videos = event_videos(labels, splits["train"], cache.ok)
+    batches = sample_epoch_batches(videos, labels, K, batch_size=3, passes=4, max_pairs=None,
+                                   rng=np.random.default_rng(0))
+    seen = np.concatenate([b[:, 0] for b in batches])
+    for b in batches:  # [B,3] rows (video, second, frame)
+        assert 2 <= len(b) <= 3
+        assert len(set(b[:, 0].tolist())) == len(b), "two seconds of one video in a batch"
+        assert (labels[b[:, 0], b[:, 1]] != BACKGROUND).all(), "a background second was sampled"
+        assert ((b[:, 2] >= 0) & (b[:, 2] < K)).all()
+    # 8 videos per pass in batches of 3: 3+3+2 -> every video 4 times
+    assert sorted(np.bincount(seen, minlength=8)[videos].tolist()) == [4] * len(videos)
+    capped = sample_epoch_batches(videos, labels, K, 3, 4, max_pairs=8, rng=np.random.default_rng(0))
+    assert [len(b) for b in capped] == [3, 3, 2]
+    # a single leftover pair has no negative: dropped
+    capped = sample_epoch_batches(videos, labels, K, 3, 4, max_pairs=7, rng=np.random.default_rng(0))
+    assert [len(b) for b in capped] == [3, 3]
+
+
+def test_failed_and_eventless_videos_are_excluded(data):
+    _, cache, labels, splits = data
+    lab = labels.copy()
+    lab[9] = BACKGROUND  # no event second
+    val = event_videos(lab, splits["val"], cache.ok)
+    assert 9 not in val and len(val) == 3
+    assert FAILED not in event_videos(lab, np.arange(len(lab)), cache.ok)
+    pairs = validation_pairs(val, lab, K, seed=0)
+    assert (pairs == validation_pairs(val, lab, K, seed=0)).all()  # fixed across calls/epochs
+    assert (pairs[:, 2] == K // 2).all() and (lab[pairs[:, 0], pairs[:, 1]] != BACKGROUND).all()
+
+
+def test_retrieval_recall_counts_rank_of_true_pair():
+    a = torch.eye(4)  # audio i matches image i exactly
+    rec = retrieval_recall(a, torch.eye(4), (1, 2))
+    assert rec["a2i_r1"] == rec["i2a_r1"] == 1.0 and rec["chance_r1"] == 0.25 and rec["chance_r2"] == 0.5
+    # image 0 now has image 1's direction: audio 0 ties with all 4 images (rank 3), audio 1 ties
+    # images 0 and 1 (rank 1): ties count against the query
+    img = torch.eye(4)[[1, 1, 2, 3]]
+    rec = retrieval_recall(torch.eye(4), img, (1, 2))
+    assert rec["a2i_r1"] == 0.5 and rec["a2i_r2"] == 0.75
+    collapsed = retrieval_recall(torch.ones(4, 3), torch.ones(4, 3), (1,))
+    assert collapsed["a2i_r1"] == collapsed["i2a_r1"] == 0.0
+
+
+def test_finetune_writes_outputs_and_keeps_best_epoch(run_a):
+    out = run_a.out_dir
+    for f in ("last.pt", "best.pt", "history.json", "plots/finetune_loss.csv", "plots/finetune_recall.csv"):
+        assert (out / f).is_file(), f
+    hist = json.loads((out / "history.json").read_text())
+    entries = hist["epochs"]
+    assert [h["epoch"] for h in entries] == [0, 1, 2] and hist["completed"] and run_a.completed
+    assert all(np.isfinite(h["train_loss"]) for h in entries[1:])
+    assert entries[1]["train_loss"] == pytest.approx(entries[1]["train_contrastive"] + entries[1]["train_fbsp"])
+    # best = highest val a2i R@1 (ties: a2i R@5, then the earliest epoch)
+    keys = [(h["a2i_r1"], h["a2i_r5"]) for h in entries]
+    assert run_a.best_epoch == hist["best_epoch"] == entries[int(np.argmax([k == max(keys) for k in keys]))]["epoch"]
+    assert run_a.chance == {"chance_r1": 0.25, "chance_r5": 1.0}
+    # best.pt loads through the towers' loader and holds the weights the result model carries
+    best = AudioCLIP.from_checkpoint(out / "best.pt")
+    assert best.load_report["extra"]["epoch"] == run_a.best_epoch
+    for k, v in best.state_dict().items():
+        assert torch.equal(v, run_a.model.state_dict()[k]), k
+    with open(out / "plots/finetune_recall.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2] and float(rows[0]["chance_r1"]) == 0.25
+    with open(out / "plots/finetune_loss.csv") as fh:
+        assert next(csv.reader(fh))[0] == "epoch"
+
+
+def test_finetune_changes_both_towers(run_a):
+    start = model0().state_dict()
+    end = torch.load(run_a.out_dir / "last.pt", weights_only=True)["model"]  # weights after the last epoch
+    assert not torch.equal(start["visual.conv1.weight"], end["visual.conv1.weight"])
+    assert not torch.equal(start["audio.fc.weight"], end["audio.fc.weight"])
+
+
+def test_same_seed_gives_identical_history(data, run_a, tmp_path):
+    _, cache, labels, splits = data
+    # a loader worker process only moves the gathering off the main process: same numbers
+    cfg = FinetuneConfig(**{**CFG.__dict__, "num_workers": 1})
+    again = finetune(model0(), cache, labels, splits, cfg, tmp_path, progress=False)
+    assert again.history == run_a.history
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(data, run_a, tmp_path, capsys, caplog):
+    _, cache, labels, splits = data
+    first = finetune(model0(), cache, labels, splits, CFG, tmp_path, progress=False, stop_after_epoch=1)
+    assert not first.completed and [h["epoch"] for h in first.history] == [0, 1]
+    with caplog.at_level(logging.INFO, logger="avelib.train.contrastive"):
+        resumed = finetune(model0(), cache, labels, splits, CFG, tmp_path, progress=False)
+    assert "resumed from" in caplog.text and "after epoch 1" in caplog.text
+    assert resumed.completed and resumed.history == run_a.history
+    for k, v in resumed.model.state_dict().items():
+        assert torch.equal(v, run_a.model.state_dict()[k]), k
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert last["epoch"] == 2 and set(last) >= {"model", "optimizer", "scheduler", "rng", "history", "config"}
+
+
+@pytest.mark.parametrize("change", ["epochs", "initial_weights"])
+def test_resume_with_other_settings_starts_fresh(data, tmp_path, capsys, change):
+    _, cache, labels, splits = data
+    first = finetune(model0(), cache, labels, splits, CFG, tmp_path, progress=False, stop_after_epoch=1)
+    cfg = FinetuneConfig(**{**CFG.__dict__, "epochs": 1}) if change == "epochs" else CFG
+    start = model0(seed=99) if change == "initial_weights" else model0()
+    fresh = finetune(start, cache, labels, splits, cfg, tmp_path, progress=False, stop_after_epoch=1)
+    assert "starting fresh" in capsys.readouterr().out
+    assert [h["epoch"] for h in fresh.history] == [0, 1]
+    if change == "initial_weights":  # really trained again, from the other start
+        assert fresh.history[1]["train_loss"] != first.history[1]["train_loss"]
+
+
+def test_run_finetune_from_params(data, tmp_path):
+    root, cache, _, _ = data
+    params = {
+        "audioclip": {"profile": "small", "checkpoint": None},
+        "finetune": {"epochs": 1, "batch_size": 4, "device": "cpu", "seed": 3, "eval_initial": False,
+                     "logit_scale_init": 20.0},
+    }
+    res = run_finetune(params, cache.dir, root, tmp_path / "ft", progress=False)
+    assert res.best_epoch == 1 and (tmp_path / "ft" / "best.pt").is_file()
+    assert res.history[-1]["logit_scale"] == pytest.approx(20.0, rel=0.01)  # reset from 100, 2 small steps
+    params["finetune"]["epochz"] = 1
+    with pytest.raises(ValueError, match="epochz"):
+        run_finetune(params, cache.dir, root, tmp_path / "ft2", progress=False)
+
+
+def test_training_figures(data, run_a):
+    from matplotlib.figure import Figure
+
+    from avelib.viz.training import plot_finetune_loss, plot_finetune_recall, retrieval_heatmap
+
+    hist = json.loads((run_a.out_dir / "history.json").read_text())
+    assert isinstance(plot_finetune_loss(hist), Figure)
+    fig = plot_finetune_recall(hist)
+    assert isinstance(fig, Figure) and len(fig.axes[0].lines) >= 4
+    _, cache, labels, splits = data
+    heat = retrieval_heatmap(run_a.model, cache, labels, splits, n=3)
+    assert heat.axes[0].images[0].get_array().shape == (3, 3)

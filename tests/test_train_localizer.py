@@ -1,0 +1,178 @@
+"""Localizer training harness: determinism, resume, learning, seed-averaged evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from avelib.data.features import synthetic_features, write_features
+from avelib.models.baselines import BaselineConfig
+from avelib.models.localizer import LocalizerConfig
+from avelib.params import ParamsError, load_params, section
+from avelib.train.localizer import (
+    EvalConfig,
+    PhaseConfig,
+    TrainConfig,
+    build_model,
+    evaluate_seeds,
+    predict_arrays,
+    train_model,
+)
+from avelib.train.seeding import seed_everything
+
+SMALL = LocalizerConfig(hidden=16, heads=2, windows=(10, 5, 3))
+FAST = TrainConfig(phases=(PhaseConfig((10,), 2), PhaseConfig((10, 5, 3), 3)), batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def data():
+    a, v, y, s = synthetic_features(n=80, audio_dim=12, visual_dim=16, seed=1)
+    return (a, v), y, s
+
+
+def _run(data, out_dir=None, stop_after=None, model=None):
+    feats, y, s = data
+    if model is None:
+        seed_everything(0)
+        model = build_model("aveclip", SMALL, 12, 16)
+    res = train_model(model, feats, y, s, FAST, seed=0, out_dir=out_dir, progress=False, stop_after=stop_after)
+    return model, res
+
+
+def test_deterministic_same_seed(data):
+    m1, r1 = _run(data)
+    m2, r2 = _run(data)
+    assert [h["train_loss"] for h in r1.history] == [h["train_loss"] for h in r2.history]
+    assert [h["val_accuracy"] for h in r1.history] == [h["val_accuracy"] for h in r2.history]
+    for k, t in m1.state_dict().items():
+        assert torch.equal(t, m2.state_dict()[k]), k
+
+
+def test_history_phases_and_best_epoch(data, tmp_path):
+    model, res = _run(data, out_dir=tmp_path)
+    assert len(res.history) == 5
+    assert [h["windows"] for h in res.history] == [[10], [10]] + [[10, 5, 3]] * 3
+    vals = [h["val_accuracy"] for h in res.history]
+    assert res.best_epoch == int(np.argmax(vals)) and res.best_val_accuracy == max(vals)
+    # the returned model holds the best weights: its validation accuracy is the best one
+    feats, y, s = data
+    pred, alpha = predict_arrays(model, feats[0][s["val"]], feats[1][s["val"]])
+    assert (pred == y[s["val"]]).mean() == pytest.approx(res.best_val_accuracy)
+    assert alpha.shape == (len(s["val"]), 10)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["epoch"] == res.best_epoch and best["params"]["train"]["lr"] == FAST.lr
+    assert json.loads((tmp_path / "history.json").read_text())["best_epoch"] == res.best_epoch
+
+
+def test_resume_equals_uninterrupted(data, tmp_path):
+    full_model, full = _run(data)
+    _, part = _run(data, out_dir=tmp_path, stop_after=3)  # "interrupted" after 3 of 5 epochs
+    assert len(part.history) == 3
+    resumed_model, resumed = _run(data, out_dir=tmp_path)  # fresh model, same seed -> resumes
+    assert resumed.resumed_from == 3
+    assert resumed.history == full.history
+    assert resumed.best_epoch == full.best_epoch
+    for k, t in full_model.state_dict().items():
+        assert torch.equal(t, resumed_model.state_dict()[k]), k
+    _, again = _run(data, out_dir=tmp_path)  # complete run: nothing left to train
+    assert again.resumed_from == 5 and again.history == full.history
+
+
+def test_changed_config_restarts(data, tmp_path):
+    _run(data, out_dir=tmp_path, stop_after=2)
+    feats, y, s = data
+    seed_everything(0)
+    model = build_model("aveclip", SMALL, 12, 16)
+    other = TrainConfig(phases=FAST.phases, batch_size=16, lr=1e-3)
+    res = train_model(model, feats, y, s, other, seed=0, out_dir=tmp_path, progress=False)
+    assert res.resumed_from == 0 and len(res.history) == 5
+
+
+def test_learns_synthetic_task():
+    """Class-mean features + noise, events need both modalities: the localizer gets it right quickly."""
+    a, v, y, s = synthetic_features(n=240, audio_dim=24, visual_dim=24, noise=1.0, seed=0)
+    seed_everything(0)
+    model = build_model("aveclip", LocalizerConfig(hidden=32, heads=2, windows=(10, 5, 2)), 24, 24)
+    cfg = TrainConfig(phases=(PhaseConfig((10,), 4), PhaseConfig((10, 5, 2), 16)), batch_size=32)
+    train_model(model, (a, v), y, s, cfg, seed=0, progress=False)
+    pred, _ = predict_arrays(model, a[s["test"]], v[s["test"]])
+    acc = (pred == y[s["test"]]).mean()
+    print(f"synthetic test accuracy: both {acc:.3f}")
+    assert acc > 0.85, acc
+    # a single modality cannot tell event from background seconds as well
+    seed_everything(0)
+    audio_only = build_model("aveclip", LocalizerConfig(hidden=32, heads=2, windows=(10, 5, 2), modality="audio"), 24, 24)
+    train_model(audio_only, (a, v), y, s, cfg, seed=0, progress=False)
+    pred_a, _ = predict_arrays(audio_only, a[s["test"]], v[s["test"]])
+    acc_a = (pred_a == y[s["test"]]).mean()
+    print(f"synthetic test accuracy: audio only {acc_a:.3f}")
+    assert acc_a < acc - 0.05
+
+
+@pytest.mark.parametrize("kind", ["avel", "mlp"])
+def test_baselines_train_with_same_harness(data, kind):
+    feats, y, s = data
+    seed_everything(0)
+    model = build_model(kind, BaselineConfig(hidden=16, lstm_hidden=8), 12, 16)
+    res = train_model(model, feats, y, s, TrainConfig(phases=(), epochs=3, lr=1e-2), seed=0, progress=False)
+    assert len(res.history) == 3 and res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    assert res.history[0]["windows"] is None
+
+
+def test_build_model_checks_config():
+    with pytest.raises(TypeError):
+        build_model("aveclip", BaselineConfig(), 4, 4)
+    with pytest.raises(ValueError):
+        build_model("transformer", BaselineConfig(), 4, 4)  # type: ignore[arg-type]
+
+
+def test_evaluate_seeds_metrics_format(data, tmp_path):
+    feats, y, s = data
+    fdir = tmp_path / "features"
+    write_features(fdir / "audio.h5", feats[0])
+    write_features(fdir / "visual_mean.h5", feats[1])
+    ev = EvalConfig(seeds=(0, 1), postprocess_candidates=(0, 1, 2))
+    m = evaluate_seeds(fdir, y, s, "aveclip", SMALL, FAST, ev, out_dir=tmp_path / "out", dataset="synthetic", progress=False)
+    assert m["dataset"] == "synthetic"
+    for key in ("test_accuracy", "test_accuracy_no_postprocess", "val_accuracy"):
+        assert set(m[key]) == {"mean", "std", "per_seed"} and len(m[key]["per_seed"]) == 2
+    assert all(L in (0, 1, 2) for L in m["chosen_max_len"])
+    assert np.array(m["confusion_matrix"]).sum() == 2 * len(s["test"]) * 10
+    assert len(m["per_class_accuracy"]) == 29 and "background" in m["per_class_accuracy"]
+    assert set(m["event_background_pr"]) == {"event", "background"}
+    on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert on_disk["test_accuracy"] == m["test_accuracy"]
+    npz = np.load(tmp_path / "out" / "predictions.npz")
+    assert npz["pred_seed1"].shape == (len(s["test"]), 10) and "alpha_seed0" in npz
+    m2 = evaluate_seeds(feats, y, s, "mlp", BaselineConfig(hidden=8), FAST, EvalConfig(seeds=(0,)), progress=False)
+    assert m2["model"] == "mlp" and m2["params"]["train"]["lr"] == EvalConfig().baseline_lr
+
+
+def test_params_yaml_sections_parse():
+    from pathlib import Path
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    section(params, "localizer", LocalizerConfig)
+    section(params, "train", TrainConfig)
+    ev = section(params, "evaluate", EvalConfig)
+    assert isinstance(ev.baseline, BaselineConfig)
+    with pytest.raises(ParamsError):
+        section({"train": {"epoch": 3}}, "train", TrainConfig)
+
+
+def test_evaluate_variants_runs_all_models(data, tmp_path, monkeypatch):
+    import avelib.train.localizer as L
+
+    feats, y, s = data
+    monkeypatch.setattr(L, "VARIANTS", (("aveclip", "aveclip", None), ("aveclip_audio_only", "aveclip", "audio"),
+                                        ("mlp", "mlp", None)))
+    ev = EvalConfig(seeds=(0,), baseline=BaselineConfig(hidden=8))
+    tc = TrainConfig(phases=(PhaseConfig((10,), 1), PhaseConfig((10, 5, 3), 1)), batch_size=32)
+    m = L.evaluate_variants(feats, y, s, SMALL, tc, ev, out_dir=tmp_path, dataset="synthetic", progress=False)
+    assert set(m["variants"]) == {"aveclip", "aveclip_audio_only", "mlp"}
+    assert m["test_accuracy"] == m["variants"]["aveclip"]["test_accuracy"]
+    assert m["variants"]["aveclip_audio_only"]["params"]["model"]["modality"] == "audio"
+    assert (tmp_path / "mlp" / "metrics.json").is_file() and (tmp_path / "metrics.json").is_file()
