@@ -70,7 +70,13 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_predict)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_predict, add_report]
+def add_stage(sub: argparse._SubParsersAction) -> None:
+    from avelib.notebook import add_stage as add
+
+    add(sub)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_stage, add_predict, add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:

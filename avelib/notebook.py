@@ -71,3 +71,30 @@ def run_stage(name: str, sections: list[str], params_path: str | Path = "params.
     parameters = section_parameters(load_params(params_path), sections)
     parameters.update(extra or {})
     return run_notebook(name, parameters, output_name=output_name)
+
+
+def add_stage(sub: Any) -> None:
+    """`python -m avelib stage NOTEBOOK --params SECTION...`: what each dvc.yaml stage runs."""
+    p = sub.add_parser("stage", help="run a stage notebook with papermill (used by dvc.yaml)")
+    p.add_argument("notebook", help="notebook name in notebooks/, without .ipynb")
+    p.add_argument("--params", nargs="+", default=[], metavar="SECTION",
+                   help="params.yaml sections passed to the notebook (the stage's `params:` list)")
+    p.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
+                   help="extra string parameters (e.g. axis=windows)")
+    p.add_argument("--output", default=None, help="name of the executed copy (default: the notebook's)")
+    p.add_argument("--params-file", default="params.yaml")
+    p.set_defaults(func=_stage)
+
+
+def _stage(args: Any) -> int:
+    extra = dict(_split_assignment(s) for s in args.set)
+    html = run_stage(args.notebook, args.params, args.params_file, extra, args.output)
+    print(f"wrote {html}")
+    return 0
+
+
+def _split_assignment(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise ValueError(f"--set {text!r}: expected NAME=VALUE")
+    return name, value

@@ -22,7 +22,7 @@ import torch
 from avelib.data.ave import BACKGROUND, CATEGORIES, NUM_SEGMENTS
 from avelib.io import atomic_path, write_json
 
-CHECKPOINT_KEYS = ("config", "state_dict", "audio_dim", "visual_dim", "postprocess_max_len", "encoder", "visual")
+from avelib.models.localizer import LOCALIZER_CHECKPOINT_KEYS as CHECKPOINT_KEYS
 
 
 def category_name(label: int) -> str:

@@ -233,7 +233,8 @@ def test_training_figures(data, run_a):
 
     hist = json.loads((run_a.out_dir / "history.json").read_text())
     assert isinstance(plot_finetune_loss(hist), Figure)
-    fig = plot_finetune_recall(hist)
+    fig = plot_finetune_recall(hist)  # best epoch read from history.json
+    assert isinstance(plot_finetune_recall(run_a.history, run_a.best_epoch), Figure)
     assert isinstance(fig, Figure) and len(fig.axes[0].lines) >= 4
     _, cache, labels, splits = data
     heat = retrieval_heatmap(run_a.model, cache, labels, splits, n=3)

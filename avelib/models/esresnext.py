@@ -86,7 +86,10 @@ class FBSP(nn.Module):
 
         The float32 operation order follows the official layer on purpose: in quiet (high-frequency)
         bins the power is a tiny difference of large terms, so its dB value, and through the network
-        the embedding, depends on the exact rounding of these weights.
+        the embedding, depends on the exact rounding of these weights. In particular the time grid
+        must stay torch's float32 linspace and sin/cos torch's own: a float64 grid rounded to float32
+        (20 of 2048 points differ by one ulp) or float64 weights move the embeddings by ~20 %
+        (measured against the official code's outputs, tests/test_conformance.py).
         """
         t = math.pi * torch.linspace(-1.0, 1.0, length, dtype=self.m.dtype, device=self.m.device)
         t = t[None, :] + FBSP_EPS  # [1,L]

@@ -12,6 +12,7 @@ Per-second prediction: the video class where alpha_t > 0.5, else background (28)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -318,3 +319,18 @@ class AVECLIPLocalizer(nn.Module):
         else:
             ce = out.class_logits.sum() * 0.0  # keeps the graph, contributes nothing
         return w["bce"] * bce + w["ce"] * ce
+
+
+LOCALIZER_CHECKPOINT_KEYS = ("config", "state_dict", "audio_dim", "visual_dim", "postprocess_max_len", "encoder", "visual")
+
+
+def localizer_checkpoint(
+    model: AVECLIPLocalizer, audio_dim: int, visual_dim: int, postprocess_max_len: int,
+    encoder: str, visual: str, windows: tuple[int, ...] | None, **extra: Any,
+) -> dict[str, Any]:
+    """Everything inference needs to rebuild the localizer (see avelib.predict.load_localizer)."""
+    return {
+        "config": dataclasses.asdict(model.cfg), "state_dict": model.state_dict(),
+        "audio_dim": audio_dim, "visual_dim": visual_dim, "postprocess_max_len": postprocess_max_len,
+        "encoder": encoder, "visual": visual, "windows": list(windows) if windows else None, **extra,
+    }

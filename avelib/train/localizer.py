@@ -26,7 +26,7 @@ from avelib.eval import metrics as M
 from avelib.eval.postprocess import choose_max_len, smooth_predictions
 from avelib.io import atomic_path, write_json
 from avelib.models.baselines import AVELAttention, BaselineConfig, SegmentMLP, segment_predictions
-from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig
+from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig, localizer_checkpoint
 from avelib.params import resolved
 from avelib.train.seeding import seed_everything
 
@@ -308,6 +308,7 @@ def evaluate_seeds(
     out_dir: str | Path | None = None,
     dataset: str = "unknown",
     progress: bool = True,
+    encoder: str = "unknown",
 ) -> dict[str, Any]:
     """Train `model_kind` once per seed, choose L on validation, test; the metrics dict (and files in out_dir).
 
@@ -315,7 +316,8 @@ def evaluate_seeds(
     chosen_max_len (per seed), per_class_accuracy (class name -> mean over seeds), confusion_matrix
     (29x29, summed over seeds, post-processed), event_background_pr (mean over seeds), best_epoch,
     train_seconds, history (per seed), params. out_dir gets `metrics.json`, `predictions.npz` and a
-    folder per seed with its checkpoints.
+    folder per seed with its checkpoints; for AVE-CLIP `seed<k>/best.pt` is the inference checkpoint
+    (avelib.models.localizer.localizer_checkpoint, with the chosen L and `encoder` recorded).
     """
     if isinstance(features, (str, Path)):
         audio, visual = load_feature_set(features, visual=eval_cfg.visual)
@@ -340,6 +342,10 @@ def evaluate_seeds(
         max_len, _ = choose_max_len(val_pred, labels[va], eval_cfg.postprocess_candidates)
         raw, alpha = predict_arrays(model, audio[te], visual[te])  # [Nte,10]
         post = smooth_predictions(raw, max_len)  # [Nte,10]
+        if out is not None and isinstance(model, AVECLIPLocalizer):
+            ck = localizer_checkpoint(model, audio.shape[-1], visual.shape[-1], max_len, encoder, eval_cfg.visual,
+                                      res.best_windows, epoch=res.best_epoch, val_accuracy=res.best_val_accuracy)
+            _save_checkpoint(out / f"seed{seed}" / "best.pt", ck)
         acc.append(M.segment_accuracy(post, labels[te]))
         acc_raw.append(M.segment_accuracy(raw, labels[te]))
         val_acc.append(M.segment_accuracy(val_pred, labels[va]))
@@ -402,8 +408,11 @@ def evaluate_variants(
     out_dir: str | Path | None = None,
     dataset: str = "unknown",
     progress: bool = True,
+    names: tuple[str, ...] | None = None,
+    encoder: str = "unknown",
 ) -> dict[str, Any]:
-    """The evaluation stage: AVE-CLIP, its audio-only and visual-only variants, AVEL and the MLP.
+    """The evaluation stage: AVE-CLIP, its audio-only and visual-only variants, AVEL and the MLP
+    (`names` picks a subset of VARIANTS by name).
 
     Returns the AVE-CLIP metrics at the top level (the `reports/metrics.json` format) with a
     `variants` key holding every run's metrics (AVE-CLIP included) by name; each run also writes
@@ -414,6 +423,8 @@ def evaluate_variants(
     out = Path(out_dir) if out_dir is not None else None
     runs: dict[str, Any] = {}
     for name, kind, modality in VARIANTS:
+        if names is not None and name not in names:
+            continue
         if kind == "aveclip":
             cfg: LocalizerConfig | BaselineConfig = (
                 localizer_cfg if modality is None else dataclasses.replace(localizer_cfg, modality=modality)
@@ -421,8 +432,8 @@ def evaluate_variants(
         else:
             cfg = eval_cfg.baseline
         runs[name] = evaluate_seeds(features, labels, splits, kind, cfg, train_cfg, eval_cfg,
-                                    out / name if out is not None else None, dataset, progress)
-    combined = {**runs["aveclip"], "variants": runs}
+                                    out / name if out is not None else None, dataset, progress, encoder)
+    combined = {**runs.get("aveclip", {}), "variants": runs}
     if out is not None:
         write_json(combined, out / "metrics.json")
     return combined

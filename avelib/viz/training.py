@@ -45,6 +45,11 @@ def plot_finetune_recall(
     history: Mapping[str, Any] | Sequence[Mapping[str, Any]], best_epoch: int | None = None
 ) -> Figure:
     """Validation recall@k (audio->image, image->audio) per epoch, with chance level and the kept epoch."""
+    if best_epoch is not None and not isinstance(best_epoch, int):
+        raise TypeError(
+            f"plot_finetune_recall: best_epoch must be an epoch number (e.g. result.best_epoch), got "
+            f"{type(best_epoch).__name__}; chance levels are read from the history itself"
+        )
     rows = _epochs(history)
     if best_epoch is None and isinstance(history, Mapping):
         best_epoch = history.get("best_epoch")
