@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv
 	$(VENV)/bin/uv pip install --python $(PY) --quiet -e .
+	$(PY) -m avelib plots-template --out .dvc/plots_template.html  # offline `dvc plots show`
 	touch $@
 
 repro: install

@@ -70,13 +70,67 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_predict)
 
 
+def _plots_template(args: argparse.Namespace) -> int:
+    from avelib.plots import write_template
+
+    print(f"wrote {write_template(args.out)}")
+    return 0
+
+
+def add_plots_template(sub: argparse._SubParsersAction) -> None:
+    from avelib.plots import DEFAULT_OUT
+
+    p = sub.add_parser(
+        "plots-template",
+        help="write the offline HTML template for `dvc plots show`",
+        description="Write an HTML page template with vega, vega-lite and vega-embed inlined, so that "
+        "`dvc plots show` renders without network (.dvc/config [plots] html_template names it).",
+    )
+    p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="template file (default: %(default)s)")
+    p.set_defaults(func=_plots_template)
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from avelib.data.download import fetch_weights
+
+    # one at a time, so each verified file is reported even if a later one fails
+    for name in args.files:
+        path = fetch_weights([name], args.cache, base_url=args.base_url)[name]
+        print(f"{name}: {path}", flush=True)
+    return 0
+
+
+def add_weights(sub: argparse._SubParsersAction) -> None:
+    from avelib.data.download import AUDIOCLIP_BASE_URL
+
+    p = sub.add_parser(
+        "weights",
+        help="download the AudioCLIP release checkpoints (resumable, size/sha256-checked)",
+        description="Fetch AudioCLIP release files into a cache folder. An interrupted download is kept "
+        "as <file>.part and resumed by the next run; a file is renamed into place only after its size "
+        "(and sha256, where published) matched.",
+    )
+    p.add_argument("--cache", type=Path, default=Path("models/pretrained"), help="folder (default: %(default)s)")
+    p.add_argument(
+        "--files",
+        nargs="+",
+        default=["AudioCLIP-Full-Training.pt"],
+        metavar="NAME",
+        help="release file names, e.g. AudioCLIP-Full-Training.pt CLIP.pt ESRNXFBSP.pt (default: %(default)s)",
+    )
+    p.add_argument("--base-url", default=AUDIOCLIP_BASE_URL, help="release folder URL (default: %(default)s)")
+    p.set_defaults(func=_weights)
+
+
 def add_stage(sub: argparse._SubParsersAction) -> None:
     from avelib.notebook import add_stage as add
 
     add(sub)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_stage, add_predict, add_report]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_stage, add_predict, add_report, add_plots_template, add_weights
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,15 +19,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from avelib.data.ave import BACKGROUND, CATEGORIES, NUM_SEGMENTS
+from avelib.data.ave import BACKGROUND, NUM_SEGMENTS, label_name
 from avelib.io import atomic_path, write_json
 
 from avelib.models.localizer import LOCALIZER_CHECKPOINT_KEYS as CHECKPOINT_KEYS
-
-
-def category_name(label: int) -> str:
-    """Class index -> name (28 = background)."""
-    return "background" if label == BACKGROUND else CATEGORIES[label]
 
 
 @dataclass
@@ -164,10 +159,10 @@ class Prediction:
             {
                 "second": t,
                 "label": int(self.labels[t]),
-                "category": category_name(int(self.labels[t])),
+                "category": label_name(int(self.labels[t])),
                 "alpha": round(float(self.alpha[t]), 6),
                 "class_probability": round(float(self.class_probability[t]), 6),
-                "window_class": category_name(int(self.window_class[t])),
+                "window_class": label_name(int(self.window_class[t])),
                 "raw_label": int(self.raw_labels[t]),
             }
             for t in range(self.seconds)
@@ -245,7 +240,8 @@ def predict_video(
 
 def write_prediction(pred: Prediction, out_dir: str | Path) -> dict[str, Path]:
     """labels.json, labels.csv and timeline.png in `out_dir` (each written atomically)."""
-    from avelib.viz.report import prediction_timeline, save_figure
+    from avelib.viz.localizer import timelines
+    from avelib.viz.report import save_figure
 
     out_dir = Path(out_dir)
     rows = pred.rows()
@@ -256,7 +252,7 @@ def write_prediction(pred: Prediction, out_dir: str | Path) -> dict[str, Path]:
             writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
             writer.writeheader()
             writer.writerows(rows)
-    fig = prediction_timeline(pred.labels, pred.alpha, title=f"{pred.video.name}: predicted events")
+    fig = timelines(None, pred.labels, pred.alpha, titles=[f"{pred.video.name}: predicted events"])
     save_figure(fig, paths["png"])
     return paths
 

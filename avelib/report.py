@@ -380,8 +380,9 @@ def metrics_figures_section(reports: Path) -> str:
     """Training curves (metrics.json `history`) and the confusion matrix (`confusion_matrix`) of the main run."""
     import numpy as np
 
-    from avelib.data.ave import CATEGORIES, NUM_CLASSES
-    from avelib.viz.report import confusion_figure, figure_to_data_uri, history_figure
+    from avelib.data.ave import NUM_CLASSES
+    from avelib.viz.localizer import confusion_heatmap, training_curves
+    from avelib.viz.report import figure_to_data_uri
 
     path = reports / "metrics.json"
     if not path.is_file():
@@ -391,7 +392,8 @@ def metrics_figures_section(reports: Path) -> str:
     hist = m.get("history")
     if hist:
         try:
-            fig = history_figure(hist, title=f"AVE-CLIP on {m['dataset']}")
+            seeds = [f"seed run {s}" for s in range(len(hist))]
+            fig = training_curves(hist, seeds, title=f"AVE-CLIP on {m['dataset']}")
         except (KeyError, TypeError) as e:
             raise ReportInputError(f"{path}: 'history' must be a list (per seed) of lists of epoch records "
                                    f"with epoch, train_loss, val_accuracy: {e!r}") from None
@@ -400,7 +402,7 @@ def metrics_figures_section(reports: Path) -> str:
         conf = np.asarray(m["confusion_matrix"])
         if conf.shape != (NUM_CLASSES, NUM_CLASSES):
             raise ReportInputError(f"{path}: 'confusion_matrix' must be {NUM_CLASSES}x{NUM_CLASSES}, got {conf.shape}")
-        fig = confusion_figure(conf, [*CATEGORIES, "background"], title="Test confusion matrix (summed over seeds)")
+        fig = confusion_heatmap(conf, title="Test confusion matrix (summed over seeds)")
         parts.append(_figure(figure_to_data_uri(fig), "Confusion matrix, row-normalised (from metrics.json)"))
     if not parts:
         return f'<p class="na">not available: {html.escape(str(path))} has no history / confusion_matrix</p>'
@@ -713,7 +715,7 @@ def video_figures(vs: VideoSet, i: int) -> dict[str, Any]:
 
     from avelib.eval.postprocess import smooth_predictions
     from avelib.viz.data import frame_strip, spectrogram
-    from avelib.viz.report import attention_maps, label_rows
+    from avelib.viz.localizer import attention_maps, timelines
 
     model = vs.localizer.model
     a = torch.as_tensor(vs.audio_features[i : i + 1])  # [1,10,Ea]
@@ -725,6 +727,6 @@ def video_figures(vs: VideoSet, i: int) -> dict[str, Any]:
     return {
         "frames": frame_strip(vs.frames[i], gt, title=vs.names[i]),
         "spectrogram": spectrogram(vs.audio[i], vs.sample_rate, gt, title=f"{vs.names[i]}: audio"),
-        "timeline": label_rows({"ground truth": gt, "prediction": pred}, out.alpha[0].numpy(), title=vs.names[i]),
+        "timeline": timelines(gt, pred, out.alpha[0].numpy(), titles=[vs.names[i]]),
         "attention": attention_maps(out.attention or {}, 0, title=f"{vs.names[i]}: attention (mean over heads)"),
     }

@@ -168,3 +168,56 @@ def test_safe_extract_good_zip(tmp_path: Path) -> None:
     safe_extract_zip(good, empty)
     assert sorted(p.name for p in empty.iterdir()) == ["AVE_Dataset"]
     assert (empty / "AVE_Dataset" / "AVE" / "a.mp4").is_file()
+
+
+# ---- `python -m avelib weights` end to end (same local server) ----
+
+
+def _fake_release(monkeypatch, name: str, sha256: str | None) -> None:
+    """Swap the release table for one small file served by the test server."""
+    table = {name: ReleaseFile(name, len(PAYLOAD), sha256)}
+    monkeypatch.setattr("avelib.data.download.AUDIOCLIP_RELEASE", table)
+
+
+def test_weights_cli_downloads_into_cache(server, tmp_path: Path, monkeypatch, capsys) -> None:
+    from avelib.__main__ import main
+
+    server.files["/AudioCLIP-Full-Training.pt"] = PAYLOAD
+    _fake_release(monkeypatch, "AudioCLIP-Full-Training.pt", SHA)
+    cache = tmp_path / "models" / "pretrained"
+    code = main(["weights", "--cache", str(cache), "--base-url", _url(server, "")])  # default --files
+    assert code == 0
+    landed = cache / "AudioCLIP-Full-Training.pt"
+    assert landed.read_bytes() == PAYLOAD
+    assert f"AudioCLIP-Full-Training.pt: {landed}" in capsys.readouterr().out
+    assert server.ranges == [None]
+    assert main(["weights", "--cache", str(cache), "--base-url", _url(server, "")]) == 0  # cached: verified, no fetch
+    assert len(server.ranges) == 1
+
+
+def test_weights_cli_wrong_checksum_exits_nonzero(server, tmp_path: Path, monkeypatch, capsys) -> None:
+    from avelib.__main__ import main
+
+    server.files["/CLIP.pt"] = PAYLOAD
+    _fake_release(monkeypatch, "CLIP.pt", "f" * 64)
+    code = main(["weights", "--cache", str(tmp_path), "--files", "CLIP.pt", "--base-url", _url(server, "")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "CLIP.pt" in err and "sha256 mismatch" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "CLIP.pt").exists() and not (tmp_path / "CLIP.pt.part").exists()
+
+
+def test_weights_cli_as_subprocess(server, tmp_path: Path) -> None:
+    """The real `python -m avelib weights` (unknown name: clear error, exit 1; no table patch possible here)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "avelib", "weights", "--cache", str(tmp_path), "--files", "nope.pt",
+         "--base-url", _url(server, "")],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert run.returncode == 1
+    assert "unknown AudioCLIP release file 'nope.pt'" in run.stderr and "Traceback" not in run.stderr
+    assert server.ranges == []  # rejected before any request

@@ -52,6 +52,14 @@ SPLIT_FILES: dict[str, str] = {"train": "trainSet.txt", "val": "valSet.txt", "te
 _CATEGORY_INDEX = {c: i for i, c in enumerate(CATEGORIES)}
 
 
+def label_name(label: int, width: int | None = None) -> str:
+    """Name of a class index 0..28 ("background" for 28); cut to `width` characters (with "…") when given."""
+    if not 0 <= int(label) < NUM_CLASSES:
+        raise ValueError(f"class index {label} is outside 0..{NUM_CLASSES - 1}")
+    name = "background" if int(label) == BACKGROUND else CATEGORIES[int(label)]
+    return name if width is None or len(name) <= width else name[: width - 1] + "…"
+
+
 @dataclass(frozen=True)
 class Record:
     """One annotated 10-s sample: its event class covers seconds [start, end)."""

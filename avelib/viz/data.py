@@ -12,15 +12,9 @@ import numpy as np
 from matplotlib.colors import ListedColormap, hsv_to_rgb
 from matplotlib.figure import Figure
 
-from avelib.data.ave import BACKGROUND, CATEGORIES, NUM_CLASSES, NUM_SEGMENTS, AVEDataset, Record
+from avelib.data.ave import BACKGROUND, CATEGORIES, NUM_CLASSES, NUM_SEGMENTS, AVEDataset, Record, label_name
 
 SPLIT_ORDER = ("train", "val", "test")
-
-
-def label_name(label: int, width: int = 18) -> str:
-    """Short display name of a class index (background included)."""
-    name = "background" if label == BACKGROUND else CATEGORIES[label]
-    return name if len(name) <= width else name[: width - 1] + "…"
 
 
 def class_distribution(dataset: AVEDataset) -> Figure:
@@ -112,7 +106,7 @@ def spectrogram(audio: np.ndarray, sample_rate: int, labels: Sequence[int], titl
     return fig
 
 
-def _class_cmap() -> ListedColormap:
+def class_colormap() -> ListedColormap:
     """29 colours: 28 saturated class colours (golden-ratio hues), light grey for background."""
     hsv = [((i * 0.618034) % 1.0, 0.55 + 0.35 * (i % 2), 0.9 - 0.25 * ((i // 2) % 2)) for i in range(len(CATEGORIES))]
     return ListedColormap([*(tuple(hsv_to_rgb(c)) for c in hsv), (0.9, 0.9, 0.9)], name="ave_classes")
@@ -124,7 +118,7 @@ def label_timelines(labels: np.ndarray, names: Sequence[str] | None = None, titl
     m = labels.shape[0]
     fig = Figure(figsize=(8, 0.35 * m + 1.2), layout="constrained")
     ax = fig.add_subplot()
-    ax.imshow(labels, cmap=_class_cmap(), vmin=0, vmax=NUM_CLASSES - 1, aspect="auto", interpolation="nearest")
+    ax.imshow(labels, cmap=class_colormap(), vmin=0, vmax=NUM_CLASSES - 1, aspect="auto", interpolation="nearest")
     for r in range(m):
         ev = labels[r][labels[r] != BACKGROUND]
         if ev.size:

@@ -1,0 +1,82 @@
+"""The ablation grid: each variant = overrides of the params sections, trained over the seeds.
+
+A variant in params.yaml (`ablations.<axis>.<name>`) may set `features` (which towers' features:
+finetuned | frozen) and partial `localizer`, `train` and `evaluate` sections that are merged over
+the main ones and validated like them. Everything else follows the main run's protocol (epoch and
+post-processing L chosen on validation, mean +- std over `evaluate.seeds`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from avelib.io import read_json, write_json
+from avelib.models.localizer import LocalizerConfig
+from avelib.params import ParamsError, from_dict
+from avelib.train.localizer import EvalConfig, PhaseConfig, TrainConfig, evaluate_seeds
+
+VARIANT_KEYS = ("features", "localizer", "train", "evaluate")
+SUMMARY_KEYS = ("test_accuracy", "test_accuracy_no_postprocess", "val_accuracy")
+
+
+def variant_configs(
+    overrides: Mapping[str, Any], base: Mapping[str, Mapping[str, Any]], where: str
+) -> tuple[str, LocalizerConfig, TrainConfig, EvalConfig]:
+    """(features name, localizer, train, evaluate configs) of one variant over the `base` sections."""
+    unknown = sorted(set(overrides) - set(VARIANT_KEYS))
+    if unknown:
+        raise ParamsError(f"{where}: unknown key(s) {unknown}; a variant may set {list(VARIANT_KEYS)}")
+    merged = {k: {**base[k], **overrides.get(k, {})} for k in ("localizer", "train", "evaluate")}
+    loc = from_dict(LocalizerConfig, merged["localizer"], f"{where}.localizer")
+    train = _phases_within(from_dict(TrainConfig, merged["train"], f"{where}.train"), loc.windows)
+    evaluate = from_dict(EvalConfig, merged["evaluate"], f"{where}.evaluate")
+    return str(overrides.get("features", "finetuned")), loc, train, evaluate
+
+
+def _phases_within(train: TrainConfig, windows: Any) -> TrainConfig:
+    """Keep each multi-scale phase to the variant's window set (a phase left empty uses all of it)."""
+    allowed = tuple(windows)
+    phases = tuple(
+        PhaseConfig(tuple(w for w in p.windows if w in allowed) or allowed, p.epochs) for p in train.phases
+    )
+    return dataclasses.replace(train, phases=phases)
+
+
+def run_axis(
+    axis: str,
+    variants: Mapping[str, Mapping[str, Any]],
+    base: Mapping[str, Mapping[str, Any]],
+    features_root: str | Path,
+    labels: np.ndarray,
+    splits: Mapping[str, np.ndarray],
+    dataset: str,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train and test every variant of one axis; the `reports/ablations/<axis>.json` content."""
+    entries = []
+    for name, overrides in variants.items():
+        features, loc, train, evaluate = variant_configs(overrides or {}, base, f"ablations.{axis}.{name}")
+        run = evaluate_seeds(Path(features_root) / features, labels, dict(splits), "aveclip", loc, train, evaluate,
+                             dataset=dataset, progress=progress, encoder=features)
+        entries.append({"axis": axis, "name": name, "params": dict(overrides or {}), "dataset": dataset,
+                        **{k: run[k] for k in SUMMARY_KEYS}, "chosen_max_len": run["chosen_max_len"]})
+    return {"axis": axis, "variants": entries}
+
+
+def merge_axes(paths: list[Path]) -> dict[str, Any]:
+    """`reports/ablations.json`: the variants of every axis file, in the order given."""
+    variants: list[dict[str, Any]] = []
+    for path in paths:
+        data = read_json(path)
+        if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
+            raise ValueError(f"{path}: expected an ablation axis file with a 'variants' list")
+        variants.extend(data["variants"])
+    return {"variants": variants}
+
+
+def write_axis(result: Mapping[str, Any], path: str | Path) -> None:
+    write_json(dict(result), path)
