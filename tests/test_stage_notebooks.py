@@ -82,7 +82,8 @@ def test_06_ablation_and_07_summary(work: Path):
     for axis in axes:
         _run("06_ablation", work, output=f"06_ablation_{axis}", axis=axis, data=_data(work), localizer=LOCALIZER,
              train=TRAIN, evaluate=SEEDS, ablations=axes, features_root=str(work / "features"),
-             out=str(work / "reports" / "ablations" / f"{axis}.json"))
+             out=str(work / "reports" / "ablations" / f"{axis}.json"),
+             main_metrics=str(work / "localizer" / "metrics.json"))
     _run("07_ablations", work, axes_dir=str(work / "reports" / "ablations"),
          out=str(work / "reports" / "ablations.json"))
     variants = read_json(work / "reports" / "ablations.json")["variants"]

@@ -68,6 +68,8 @@ def test_determinism(tiny_root: Path, tmp_path: Path) -> None:
     b = synth.generate(dataclasses.replace(small, workers=2), tmp_path / "b", progress=False)  # process pool
     assert (a / "Annotations.txt").read_text() == (b / "Annotations.txt").read_text()
     assert (a / "trainSet.txt").read_text() == (b / "trainSet.txt").read_text()
+    for vid in ("syn00000000", "syn00000001", "syn00000002"):  # same bytes, not just similar pictures
+        assert (a / "AVE" / f"{vid}.mp4").read_bytes() == (b / "AVE" / f"{vid}.mp4").read_bytes(), vid
     for vid in ("syn00000000", "syn00000002"):
         da, db = decode_video(a / "AVE" / f"{vid}.mp4", 4, 32, 8000), decode_video(b / "AVE" / f"{vid}.mp4", 4, 32, 8000)
         np.testing.assert_array_equal(da.frames, db.frames)
@@ -78,6 +80,42 @@ def test_determinism(tiny_root: Path, tmp_path: Path) -> None:
     other = synth.generate(dataclasses.replace(small, seed=4), tmp_path / "c", progress=False)
     assert (other / "Annotations.txt").read_text() != (a / "Annotations.txt").read_text()
     assert full.frames.shape == da.frames.shape
+
+
+_ENCODE_ONE = """
+import sys
+from pathlib import Path
+from avelib.data import synth
+cfg = synth.SynthConfig(num_videos=1, image_size=64, fps=8, sample_rate=8000, seed=0)
+plan = synth.plan_video(cfg, 0, 0)
+frames, audio = synth.render_frames(cfg, plan, 0), synth.render_audio(cfg, plan, 0)
+synth.write_video(Path(sys.argv[1]), frames, audio, cfg.fps, cfg.sample_rate, cfg.crf)
+"""
+
+
+def test_encoding_ignores_process_heap_state(tmp_path: Path) -> None:
+    """The mp4 bytes depend on the frames only, not on what the process allocated before.
+
+    x264's run-time SIMD (AVX-512) once read heap memory it never wrote: the same frames gave
+    different files depending on the test order or on being a pool worker. Fresh processes with
+    the heap pre-filled with different bytes (glibc MALLOC_PERTURB_) expose such reads.
+    """
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for fill in ("17", "170"):
+        out = tmp_path / f"perturb{fill}.mp4"
+        env = {**os.environ, "MALLOC_PERTURB_": fill}
+        subprocess.run([sys.executable, "-c", _ENCODE_ONE, str(out)], env=env, check=True, timeout=120)
+        outs.append(out.read_bytes())
+    cfg = synth.SynthConfig(num_videos=1, image_size=64, fps=8, sample_rate=8000, seed=0)
+    plan = synth.plan_video(cfg, 0, 0)
+    here = tmp_path / "here.mp4"  # this process: a heap full of other tests' leftovers
+    frames, audio = synth.render_frames(cfg, plan, 0), synth.render_audio(cfg, plan, 0)
+    synth.write_video(here, frames, audio, cfg.fps, cfg.sample_rate, cfg.crf)
+    assert outs[0] == outs[1] == here.read_bytes()
 
 
 def _plans(cfg: synth.SynthConfig, n: int) -> list[dict]:

@@ -7,6 +7,7 @@ renamed only when complete, so a crashed or over-failing run leaves nothing that
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing as mp
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +182,15 @@ class SegmentCache:
             raise ValueError(f"{d / 'audio.npy'}: shape {audio.shape} {audio.dtype} does not match meta.json "
                              f"({(n, NUM_SEGMENTS, r)} float32)")
         return cls(d, frames, audio, np.asarray(meta["ok"], dtype=bool), list(meta["video_ids"]), k, s, r, meta)
+
+    def fingerprint(self, samples: int = 64) -> str:
+        """sha256 of meta.json and of `samples` evenly spread videos' frames and audio: cheap even on
+        the paper-size cache, and it changes whenever the dataset is regenerated or re-decoded."""
+        h = hashlib.sha256((self.dir / "meta.json").read_bytes())
+        for i in np.linspace(0, len(self) - 1, num=min(samples, len(self)), dtype=np.int64):
+            h.update(np.ascontiguousarray(self.frames[i]).tobytes())
+            h.update(np.ascontiguousarray(self.audio[i]).tobytes())
+        return h.hexdigest()
 
 
 def _pool_context() -> mp.context.BaseContext:

@@ -50,6 +50,15 @@ TIMBRES = ("sine", "square", "saw", "fm", "tremolo", "chirp", "noiseband")
 PITCHES = (262.0, 440.0, 740.0, 1245.0)  # Hz, ~3/4 octave apart
 RHYTHMS = (0.0, 3.0, 6.0, 1.5)  # pulses per second (0 = continuous)
 
+# x264 settings that make the bitstream a function of the frames alone:
+# - threads=1: x264's output depends on its thread count (auto = a function of the CPU count).
+# - no-asm: with its run-time-selected SIMD (AVX-512 on CPUs that have it), x264 reads heap memory
+#   it never wrote (in the lookahead: turning off mb-tree, AQ or B-frames also hides it), so the
+#   encode, and the decoded pixels, depend on what the process allocated before (other tests,
+#   torch, being a forked pool worker or not). The portable C code is exact; it makes encoding
+#   ~4x slower (~0.1 s per 64x64, 8 fps video).
+X264_OPTIONS: dict[str, str] = {"preset": "veryfast", "threads": "1", "x264-params": "no-asm=1"}
+
 KIND_EVENT, KIND_VISUAL_ONLY, KIND_AUDIO_ONLY, KIND_PLAIN = "event", "visual_only", "audio_only", "plain"
 
 
@@ -331,7 +340,7 @@ def write_video(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, sam
         vs = out.add_stream("libx264", rate=fps)
         vs.width, vs.height = frames.shape[2], frames.shape[1]
         vs.pix_fmt = "yuv420p"
-        vs.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}  # one thread: reproducible
+        vs.options = X264_OPTIONS | {"crf": str(crf)}
         aus = out.add_stream("aac", rate=sample_rate, layout="mono")
         aus.bit_rate = 64000
         for i, img in enumerate(frames):

@@ -54,14 +54,24 @@ def run_axis(
     labels: np.ndarray,
     splits: Mapping[str, np.ndarray],
     dataset: str,
+    main_run: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train and test every variant of one axis; the `reports/ablations/<axis>.json` content."""
+    """Train and test every variant of one axis; the `reports/ablations/<axis>.json` content.
+
+    A variant whose configs equal the main run's (`main_run`: the train stage's metrics, trained on
+    the fine-tuned features) reuses its numbers instead of training the same thing again.
+    """
+    main_configs = variant_configs({}, base, "main")
     entries = []
     for name, overrides in variants.items():
-        features, loc, train, evaluate = variant_configs(overrides or {}, base, f"ablations.{axis}.{name}")
-        run = evaluate_seeds(Path(features_root) / features, labels, dict(splits), "aveclip", loc, train, evaluate,
-                             dataset=dataset, progress=progress, encoder=features)
+        configs = variant_configs(overrides or {}, base, f"ablations.{axis}.{name}")
+        features, loc, train, evaluate = configs
+        if main_run is not None and configs == main_configs:
+            run = main_run
+        else:
+            run = evaluate_seeds(Path(features_root) / features, labels, dict(splits), "aveclip", loc, train,
+                                 evaluate, dataset=dataset, progress=progress, encoder=features)
         entries.append({"axis": axis, "name": name, "params": dict(overrides or {}), "dataset": dataset,
                         **{k: run[k] for k in SUMMARY_KEYS}, "chosen_max_len": run["chosen_max_len"]})
     return {"axis": axis, "variants": entries}

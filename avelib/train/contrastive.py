@@ -400,6 +400,7 @@ def _data_fingerprint(cache: Any, labels: np.ndarray, train: np.ndarray, val: np
         "image_size": int(cache.image_size),
         "sample_rate": int(cache.sample_rate),
         "labels_splits_sha256": h.hexdigest(),
+        "cache_sha256": cache.fingerprint(),
     }
 
 
