@@ -43,7 +43,7 @@ def test_01_data_and_decode(work: Path):
     nb = _run("01_data", work, data=_data(work), synth=synth)
     assert any(o.get("data", {}).get("image/png") for c in nb["cells"] for o in c.get("outputs", []))
     _run("01_decode", work, data=_data(work),
-         decode={"frames_per_second": 2, "image_size": 32, "sample_rate": 8000, "workers": 1})
+         decode={"frames_per_second": 2, "image_size": 64, "sample_rate": 16000, "workers": 1})
     meta = read_json(work / "cache" / "meta.json")
     assert len(meta["video_ids"]) == 20 and all(meta["ok"])
 

@@ -240,7 +240,7 @@ def train_model(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
             opt.step()
             losses.append(float(loss.detach()))
         lr = opt.param_groups[0]["lr"]
