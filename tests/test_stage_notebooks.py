@@ -73,7 +73,7 @@ def test_04_train_and_05_evaluate(work: Path):
     assert len(metrics["test_accuracy"]["per_seed"]) == 2
     assert 0.0 <= metrics["test_accuracy"]["mean"] <= 1.0
     assert set(read_json(work / "reports" / "baselines.json")) == {
-        "aveclip", "aveclip_audio_only", "aveclip_visual_only", "avel", "mlp"}
+        "aveclip_audio_only", "aveclip_visual_only", "avel", "mlp"}
 
 
 def test_06_ablation_and_07_summary(work: Path):

@@ -28,7 +28,7 @@ def main_metrics(run: Mapping[str, Any], dataset: str) -> dict[str, Any]:
 
 
 def baselines_summary(runs: Mapping[str, Mapping[str, Any]], dataset: str) -> dict[str, Any]:
-    """`reports/baselines.json`: name -> the three accuracy summaries, a label and the dataset."""
+    """`reports/baselines.json` (every run but the main one): name -> accuracy summaries, label, dataset."""
     return {
         name: {k: run[k] for k in SUMMARY_KEYS} | {"label": RUN_LABELS.get(name, name), "dataset": dataset}
         for name, run in runs.items()
