@@ -16,12 +16,7 @@ from avelib.train.extract import ExtractConfig, extract_features, frame_indices,
 from test_contrastive import FAILED, K, make_dataset  # the same tiny dataset builder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
