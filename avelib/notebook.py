@@ -32,10 +32,12 @@ def run_notebook(
     reports_dir: str | Path = "reports",
     notebooks_dir: str | Path = NOTEBOOKS,
     output_name: str | None = None,
+    execution_timeout: int | None = None,
 ) -> Path:
     """Execute `notebooks/<name>.ipynb` with `parameters`; write the executed copy and its HTML.
 
-    Returns the HTML path. Both outputs appear only if execution succeeds.
+    Returns the HTML path. Both outputs appear only if execution succeeds. `execution_timeout`
+    (seconds per cell) turns a stuck kernel into an error; stages leave it unset (real runs are long).
     """
     import papermill
 
@@ -47,7 +49,7 @@ def run_notebook(
     with atomic_path(executed) as tmp:
         papermill.execute_notebook(
             str(source), str(tmp), parameters=parameters, kernel_name="python3", progress_bar=False,
-            cwd=str(Path.cwd()),
+            cwd=str(Path.cwd()), execution_timeout=execution_timeout,
         )
     html = Path(reports_dir) / "html" / f"{out_name}.html"
     with atomic_path(html) as tmp:

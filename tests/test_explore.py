@@ -31,6 +31,7 @@ def test_notebook_is_committed_clean() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.flaky(reruns=1)  # a stuck headless kernel fails after the cell timeout, then reruns once
 def test_notebook_runs_without_pipeline_outputs(tmp_path: Path) -> None:
     papermill = pytest.importorskip("papermill")
     # ablations present, every video input absent: the real-ablation path and the demo-video path both run
@@ -43,7 +44,7 @@ def test_notebook_runs_without_pipeline_outputs(tmp_path: Path) -> None:
     ]}))  # fmt: skip
     out = tmp_path / "explore.ipynb"
     papermill.execute_notebook(
-        str(NOTEBOOK), str(out), kernel_name="python3", cwd=str(tmp_path), progress_bar=False,
+        str(NOTEBOOK), str(out), kernel_name="python3", cwd=str(tmp_path), progress_bar=False, execution_timeout=300,
         parameters={"reports_dir": str(reports), "data_root": str(tmp_path / "none"), "max_videos": 2},
     )  # fmt: skip
     nb = nbformat.read(out, as_version=4)
