@@ -1,7 +1,7 @@
 """Every stage notebook runs top to bottom under papermill, chained on a tiny SynthAVE.
 
-This is the pipeline in miniature (smoke sizes): data -> decode -> finetune -> extract -> train ->
-evaluate -> ablation -> ablations summary, each writing its executed notebook and HTML.
+This is the pipeline in miniature (smoke sizes): data -> decode -> pretrain -> finetune -> extract ->
+train -> evaluate -> ablation -> ablations summary, each writing its executed notebook and HTML.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ CELL_TIMEOUT_S = 600
 SEEDS = {"seeds": [0, 1], "postprocess_candidates": [0, 1]}
 TRAIN = {"phases": [{"windows": [10], "epochs": 2}, {"windows": [10, 5, 3, 2], "epochs": 3}], "threads": 1}
 LOCALIZER = {"hidden": 32, "heads": 2}
+SYNTH = {"num_videos": 20, "image_size": 32, "fps": 4, "sample_rate": 8000, "workers": 1}
+DECODE = {"frames_per_second": 2, "image_size": 64, "sample_rate": 16000, "workers": 1}
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +44,19 @@ def _data(work: Path) -> dict:
 
 
 def test_01_data_and_decode(work: Path):
-    synth = {"num_videos": 20, "image_size": 32, "fps": 4, "sample_rate": 8000, "workers": 1}
-    nb = _run("01_data", work, data=_data(work), synth=synth)
+    nb = _run("01_data", work, data=_data(work), synth=SYNTH)
     assert any(o.get("data", {}).get("image/png") for c in nb["cells"] for o in c.get("outputs", []))
-    _run("01_decode", work, data=_data(work),
-         decode={"frames_per_second": 2, "image_size": 64, "sample_rate": 16000, "workers": 1})
+    _run("01_decode", work, data=_data(work), decode=DECODE)
     meta = read_json(work / "cache" / "meta.json")
     assert len(meta["video_ids"]) == 20 and all(meta["ok"])
 
 
-def test_02_finetune_and_03_extract(work: Path):
-    audioclip = {"profile": "small"}
+def test_02_pretrain_finetune_and_03_extract(work: Path):
+    pretrain = {"pool_videos": 20, "pool_seed": 1, "towers": {"epochs": 1, "batch_size": 8, "eval_batch_size": 16}}
+    _run("02_pretrain", work, synth=SYNTH, decode=DECODE, audioclip={"profile": "small"}, pretrain=pretrain,
+         pool_dir=str(work / "pool"), out_dir=str(work / "pretrain"))
+    assert (work / "pretrain" / "best.pt").is_file()
+    audioclip = {"profile": "small", "checkpoint": str(work / "pretrain" / "best.pt")}
     finetune = {"epochs": 1, "batch_size": 8, "eval_batch_size": 16, "seed": 0}
     _run("02_finetune", work, data=_data(work), audioclip=audioclip, finetune=finetune,
          out_dir=str(work / "finetune"))

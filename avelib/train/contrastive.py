@@ -7,6 +7,10 @@ cross-entropy plus `fbsp_weight` times its FBSP regulariser. After every epoch t
 audio->image and image->audio recall@k on one fixed event second per validation video; the epoch with the
 best validation audio->image R@1 is kept (design default of ours, see spec/ave-clip.md).
 
+With `label_weight` > 0 a `LabelTower` (class-name embeddings, the text tower's stand-in) adds
+AudioCLIP's audio-text and image-text terms: the `pretrain` stage uses this on its separate pool. Stage
+A itself keeps `label_weight` = 0 (audio-image only, as in AVE-CLIP). `best.pt` holds the towers only.
+
 Outputs in `out_dir`: `last.pt` (resume point after each finished epoch), `best.pt` (via
 `avelib.models.audioclip.save_checkpoint`, loadable with `AudioCLIP.from_checkpoint`), `history.json`
 and the DVC plot files `plots/finetune_loss.csv`, `plots/finetune_recall.csv`.
@@ -33,6 +37,7 @@ from tqdm.auto import tqdm
 
 from avelib.data.ave import BACKGROUND, NUM_SEGMENTS
 from avelib.io import atomic_path, write_json
+from avelib.models.label_tower import LabelTower
 from avelib.params import resolved, section
 from avelib.train.seeding import seed_everything
 
@@ -73,6 +78,9 @@ class FinetuneConfig:
     checkpoints and in a random init). Random-init towers learn much better from CLIP's 1/0.07 = 14.3."""
     fbsp_weight: float = 1.0
     """Weight of AudioCLIP's FBSP regulariser added whenever audio passes through."""
+    label_weight: float = 0.0
+    """Weight of the audio-label + image-label terms (class names as text, see avelib.models.label_tower);
+    0 = audio-image only (stage A of AVE-CLIP). The `pretrain` stage sets it."""
     grad_clip: float | None = 1.0
     """Clip the global gradient norm to this value; null = no clipping."""
     recall_ks: tuple[int, ...] = (1, 5)
@@ -383,6 +391,8 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
 def write_plots(out_dir: Path, history: list[dict[str, Any]], ks: tuple[int, ...]) -> None:
     """DVC plot files: per-epoch train losses and validation recalls (columns start with `epoch`)."""
     loss_cols = ["train_loss", "train_contrastive", "train_fbsp", "lr"]
+    if any("train_label" in h for h in history):
+        loss_cols.insert(3, "train_label")
     rows = [[h["epoch"]] + [h[c] for c in loss_cols] for h in history if h["epoch"] > 0]
     _write_csv(out_dir / LOSS_CSV, ["epoch"] + loss_cols, rows)
     rec_cols = [f"{d}_r{k}" for d in ("a2i", "i2a") for k in ks] + [f"chance_r{k}" for k in ks]
@@ -481,7 +491,12 @@ def finetune(
     model = prepare_model(model, device, cfg.channels_last)
     for p in model.parameters():
         p.requires_grad_(True)  # both towers are trained
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    label_tower = _label_tower(model, cfg, device)
+    groups = param_groups(model, cfg.weight_decay)
+    if label_tower is not None:
+        groups.append({"params": list(label_tower.parameters()), "weight_decay": 0.0})
+    trainable = [p for g in groups for p in g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(total_steps, cfg.warmup_fraction, cfg.min_lr_ratio)
     )
@@ -491,7 +506,7 @@ def finetune(
     start_epoch = 1
     best_state: dict[str, torch.Tensor] | None = None
     best_entry: dict[str, Any] | None = None
-    resumed = _try_resume(out_dir, config, model, optimizer, scheduler)
+    resumed = _try_resume(out_dir, config, model, optimizer, scheduler, label_tower)
     if resumed is not None:
         start_epoch = resumed["epoch"] + 1
         history = resumed["history"]
@@ -521,11 +536,11 @@ def finetune(
         batches = sample_epoch_batches(train_videos, labels, K, cfg.batch_size, cfg.passes_per_epoch,
                                        cfg.max_pairs_per_epoch, rng)
         model.train()
-        sums = torch.zeros(3, dtype=torch.float64, device=device)  # pair-weighted loss, contrastive, fbsp
+        sums = torch.zeros(4, dtype=torch.float64, device=device)  # pair-weighted loss, contrastive, fbsp, label
         n_pairs = 0
         bar = tqdm(iterate_pairs(cache, batches, cfg.num_workers, pin), total=len(batches),
                    desc=f"finetune {epoch}/{cfg.epochs}", disable=None if progress else True, leave=False)
-        for frames, audio in bar:
+        for rows, (frames, audio) in zip(batches, bar):
             images = to_images(frames, device, cfg.channels_last)  # [B,3,S,S]
             audio = audio.to(device, non_blocking=True)  # [B,R]
             with autocast(device, cfg.amp):
@@ -533,23 +548,28 @@ def finetune(
                 i_emb = model.encode_image(images)  # [B,E]
                 con = contrastive_loss(model, a_emb, i_emb)
                 fbsp = model.fbsp_loss().float()
-                loss = con + cfg.fbsp_weight * fbsp
+                lab = torch.zeros((), device=device)
+                if label_tower is not None:
+                    classes = torch.from_numpy(labels[rows[:, 0], rows[:, 1]]).to(device)  # [B] event classes
+                    lab = label_tower.loss(a_emb, i_emb, classes)
+                loss = con + cfg.fbsp_weight * fbsp + cfg.label_weight * lab
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
             b = len(frames)
             n_pairs += b
-            sums += torch.stack([loss.detach(), con.detach(), fbsp.detach()]).double() * b  # no host sync per step
+            sums += torch.stack([loss.detach(), con.detach(), fbsp.detach(), lab.detach()]).double() * b  # no host sync per step
         bar.close()
-        loss_sum, con_sum, fbsp_sum = sums.tolist()
+        loss_sum, con_sum, fbsp_sum, label_sum = sums.tolist()
         entry = {
             "epoch": epoch,
             "train_loss": loss_sum / n_pairs,
             "train_contrastive": con_sum / n_pairs,
             "train_fbsp": fbsp_sum / n_pairs,
+            **({"train_label": label_sum / n_pairs} if label_tower is not None else {}),
             "train_pairs": n_pairs,
             "lr": float(scheduler.get_last_lr()[0]),
             "logit_scale": float(model.logit_scale_ai.detach().exp().clamp(1, 100)),
@@ -560,7 +580,7 @@ def finetune(
             best_entry, best_state = entry, _cpu_state(model)
             _save_best(save_checkpoint, model, out_dir, entry, config)
         seconds.append(time.perf_counter() - t0)
-        _save_last(out_dir, model, optimizer, scheduler, epoch, history, seconds, config)
+        _save_last(out_dir, model, optimizer, scheduler, epoch, history, seconds, config, label_tower)
         _write_outputs(out_dir, history, seconds, best_entry, config, cfg, completed=epoch == cfg.epochs)
         if progress:
             tqdm.write(
@@ -602,10 +622,24 @@ def _load_best_state(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in loaded.state_dict().items()}
 
 
+def _label_tower(model: nn.Module, cfg: FinetuneConfig, device: torch.device) -> LabelTower | None:
+    """The class-name table when `label_weight` > 0 (its init seeded by `cfg.seed`), else None."""
+    if cfg.label_weight < 0:
+        raise ValueError(f"finetune.label_weight must be >= 0, got {cfg.label_weight}")
+    if cfg.label_weight == 0:
+        return None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        tower = LabelTower(BACKGROUND, model.config.embed_dim)  # one name per event class (28 in AVE)
+    return tower.to(device)
+
+
 def _save_last(out_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-               epoch: int, history: list[dict[str, Any]], seconds: list[float], config: Mapping[str, Any]) -> None:
+               epoch: int, history: list[dict[str, Any]], seconds: list[float], config: Mapping[str, Any],
+               label_tower: LabelTower | None = None) -> None:
     state = {
         "model": model.state_dict(),
+        "label_tower": label_tower.state_dict() if label_tower is not None else None,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "epoch": epoch,
@@ -619,7 +653,7 @@ def _save_last(out_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
 
 
 def _try_resume(out_dir: Path, config: Mapping[str, Any], model: nn.Module,
-                optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any] | None:
+                optimizer: torch.optim.Optimizer, scheduler: Any, label_tower: LabelTower | None = None) -> dict[str, Any] | None:
     """Load `last.pt` into model/optimizer/scheduler/RNGs when its config matches, else None."""
     path = out_dir / LAST
     if not path.is_file():
@@ -631,6 +665,8 @@ def _try_resume(out_dir: Path, config: Mapping[str, Any], model: nn.Module,
         print(f"finetune: {path} was made with other settings (config differs); starting fresh")
         return None
     model.load_state_dict(state["model"])
+    if label_tower is not None:
+        label_tower.load_state_dict(state["label_tower"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     _restore_rng_states(state["rng"])

@@ -20,8 +20,9 @@ def _epochs(history: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Ma
     return list(entries)
 
 
-def plot_finetune_loss(history: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Figure:
-    """Training loss per epoch: total, contrastive part and weighted FBSP term; lr on a twin axis."""
+def plot_finetune_loss(history: Mapping[str, Any] | Sequence[Mapping[str, Any]], title: str = "Stage A: contrastive fine-tuning loss") -> Figure:
+    """Training loss per epoch: total, contrastive part, FBSP term (and the class-name term when
+    pretraining); lr on a twin axis."""
     rows = [h for h in _epochs(history) if h["epoch"] > 0]
     fig = Figure(figsize=(6, 3.5), layout="constrained")
     ax = fig.add_subplot()
@@ -29,9 +30,11 @@ def plot_finetune_loss(history: Mapping[str, Any] | Sequence[Mapping[str, Any]])
     ax.plot(ep, [h["train_loss"] for h in rows], "o-", label="total")
     ax.plot(ep, [h["train_contrastive"] for h in rows], "s--", label="contrastive (symmetric CE)")
     ax.plot(ep, [h["train_fbsp"] for h in rows], "^:", label="FBSP regulariser")
+    if rows and "train_label" in rows[0]:
+        ax.plot(ep, [h["train_label"] for h in rows], "d-.", label="class names (audio + image CE)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (mean over pairs)")
-    ax.set_title("Stage A: contrastive fine-tuning loss")
+    ax.set_title(title)
     if rows and "lr" in rows[0]:
         ax2 = ax.twinx()
         ax2.plot(ep, [h["lr"] for h in rows], color="0.6", lw=1, label="lr (end of epoch)")

@@ -1,0 +1,90 @@
+"""The `pretrain` stage: a pretrained start for the small random-init towers.
+
+AVE-CLIP fine-tunes AudioCLIP towers that were pretrained on AudioSet with class names as text, and AVE
+is cut from AudioSet (see avelib.models.label_tower). The `small` CPU profile has no such checkpoint,
+so this stage makes one the same way: tri-modal training (audio-image + audio-name + image-name) on a
+**separate pool** of SynthAVE videos, drawn with another seed from the same generator, as AudioSet is
+the world AVE is drawn from. No video of the pool is a video of the dataset (other seed, other draws).
+
+The pool is generated with the `synth` settings except `num_videos` / `seed`, decoded with `decode`,
+and trained by `avelib.train.contrastive.finetune` (the `towers` settings, `label_weight` > 0) on its
+train split, the epoch kept by audio->image R@1 on its val split. The result, `<out_dir>/best.pt`, is
+what `audioclip.checkpoint` points the fine-tuning stage at. With `enabled: false` (real AudioCLIP
+weights) the stage only writes `<out_dir>/skipped.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from avelib.data.ave import load_dataset
+from avelib.data.cache import DecodeConfig, SegmentCache, build_cache
+from avelib.data.synth import SynthConfig, generate
+from avelib.io import read_json, write_json
+from avelib.params import resolved, section
+from avelib.train.contrastive import FinetuneConfig, FinetuneResult, audioclip_params, finetune
+from avelib.train.seeding import seed_everything
+
+SKIPPED = "skipped.json"
+POOL_RECORD = "pool.json"
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """params.yaml section `pretrain` (design defaults of ours)."""
+
+    enabled: bool = True
+    """false: no pretraining (set `audioclip.checkpoint` to real AudioCLIP weights instead)."""
+    pool_videos: int = 400
+    """Videos in the pretraining pool (split train/val by `synth.split_fractions`; its test part is unused)."""
+    pool_seed: int = 1
+    """Generator seed of the pool; must differ from `synth.seed` so no video repeats the dataset's."""
+    towers: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(label_weight=1.0))
+    """Training settings (the `finetune` keys); `seed` also seeds the random init of the towers."""
+
+
+def pool_config(synth: SynthConfig, cfg: PretrainConfig) -> SynthConfig:
+    """The SynthAVE settings of the pool: the dataset's, with the pool's size and seed."""
+    if cfg.pool_seed == synth.seed:
+        raise ValueError(f"pretrain.pool_seed ({cfg.pool_seed}) equals synth.seed: the pool would repeat the dataset's videos")
+    return dataclasses.replace(synth, num_videos=cfg.pool_videos, seed=cfg.pool_seed)
+
+
+def prepare_pool(synth: SynthConfig, decode: DecodeConfig, pool_dir: str | Path, progress: bool = True) -> tuple[Path, Path]:
+    """Generate and decode the pool into `pool_dir/{synthave,cache}`, reusing both when
+    `pool_dir/pool.json` says they were made with these settings (a resumed stage)."""
+    pool_dir = Path(pool_dir)
+    root, cache_dir = pool_dir / "synthave", pool_dir / "cache"
+    record = {"synth": resolved(synth), "decode": resolved(decode)}
+    made = pool_dir / POOL_RECORD
+    if made.is_file() and read_json(made) == record and root.is_dir() and cache_dir.is_dir():
+        return root, cache_dir
+    made.unlink(missing_ok=True)  # the record is written last: its absence marks an unfinished pool
+    generate(synth, root, progress=progress)
+    build_cache(root, cache_dir, decode, progress=progress)
+    write_json(record, made)
+    return root, cache_dir
+
+
+def run_pretrain(params: Mapping[str, Any], pool_dir: str | Path, out_dir: str | Path,
+                 progress: bool = True) -> FinetuneResult | None:
+    """The stage from params (`synth`, `decode`, `audioclip`, `pretrain`); None when disabled."""
+    from avelib.models.audioclip import build_audioclip
+
+    cfg = section(params, "pretrain", PretrainConfig)
+    out_dir = Path(out_dir)
+    if not cfg.enabled:
+        Path(pool_dir).mkdir(parents=True, exist_ok=True)
+        write_json({"enabled": False, "why": "pretrain.enabled is false"}, out_dir / SKIPPED)
+        return None
+    (out_dir / SKIPPED).unlink(missing_ok=True)
+    synth = pool_config(section(params, "synth", SynthConfig), cfg)
+    root, cache_dir = prepare_pool(synth, section(params, "decode", DecodeConfig), pool_dir, progress=progress)
+    dataset = load_dataset(root)
+    seed_everything(cfg.towers.seed)  # the random init of the towers
+    model = build_audioclip(audioclip_params(params).profile, None)
+    return finetune(model, SegmentCache.open(cache_dir), dataset.labels, dataset.splits, cfg.towers, out_dir,
+                    progress=progress)
