@@ -8,7 +8,6 @@ L on validation, tests, and returns the metrics dict of `reports/metrics.json` (
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import time
@@ -28,6 +27,7 @@ from avelib.io import atomic_path, write_json
 from avelib.models.baselines import AVELAttention, BaselineConfig, SegmentMLP, segment_predictions
 from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig, localizer_checkpoint
 from avelib.params import resolved
+from avelib.train.contrastive import resolve_device
 from avelib.train.seeding import seed_everything
 
 ModelKind = Literal["aveclip", "avel", "mlp"]
@@ -74,6 +74,9 @@ class TrainConfig:
     threads: int = 1
     """torch.set_num_threads for training (0 = leave torch's default); 1 is fastest for these tiny
     models on a shared 2-core machine (2 threads spin against each other and other processes)."""
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    """Where to train: the CPU (default: exact, and fastest for the small profile), CUDA or auto.
+    Checkpoints and predictions are always stored as CPU tensors / numpy."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,11 @@ class TrainResult:
     best_state: dict[str, torch.Tensor]
     best_windows: tuple[int, ...] | None
     resumed_from: int = 0
+
+
+def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the weights (checkpoints load anywhere, whatever the training device)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def _tensor(x: Any) -> torch.Tensor:
@@ -154,13 +162,14 @@ def predict_arrays(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-second predictions int64 [N,10] and, for AVE-CLIP, alpha float32 [N,10]."""
     model.eval()
+    device = next(model.parameters()).device
     a, v = _tensor(audio), _tensor(visual)
     preds, alphas = [], []
     for lo in range(0, a.shape[0], batch_size):
-        out = model(a[lo : lo + batch_size], v[lo : lo + batch_size])
-        preds.append(segment_predictions(model, out))  # [b,10]
+        out = model(a[lo : lo + batch_size].to(device), v[lo : lo + batch_size].to(device))
+        preds.append(segment_predictions(model, out).cpu())  # [b,10]
         if hasattr(out, "alpha"):
-            alphas.append(out.alpha)  # [b,10]
+            alphas.append(out.alpha.float().cpu())  # [b,10]
     pred = torch.cat(preds).numpy().astype(np.int64)
     return pred, (torch.cat(alphas).numpy() if alphas else None)
 
@@ -187,7 +196,7 @@ def train_model(
     With `out_dir`, `last.pt` is written after every epoch and a re-run with the same config, seed,
     initial weights and data resumes from it (otherwise it restarts); `best.pt` and `history.json`
     are written at the end. `stop_after` ends this call after that many epochs (interruption, for tests).
-    On return the model holds the best (validation) weights and windows.
+    On return the model is on the CPU with the best (validation) weights and windows.
     """
     seed = cfg.seed if seed is None else seed
     if cfg.threads > 0:
@@ -202,10 +211,13 @@ def train_model(
     phases = _phases(cfg)
     total = sum(n for _, n in phases)
     weights = {"bce": cfg.bce_weight, "ce": cfg.ce_weight}
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = _scheduler(opt, cfg, total)
     run_id = {"train": resolved(cfg), "seed": seed, "model": type(model).__name__,
               "fingerprint": _fingerprint(model, audio, visual, y)}
+    device = resolve_device(cfg.device)
+    model.to(device)
+    audio, visual, y_dev = audio.to(device), visual.to(device), y.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = _scheduler(opt, cfg, total)
 
     history: list[dict[str, Any]] = []
     best_val, best_epoch, best_windows = -1.0, -1, None
@@ -213,7 +225,7 @@ def train_model(
     start = 0
     last = Path(out_dir) / "last.pt" if out_dir is not None else None
     if last is not None and last.is_file():
-        ck = torch.load(last, weights_only=True)
+        ck = torch.load(last, map_location="cpu", weights_only=True)  # optimizer state follows the params
         if ck.get("run") == run_id:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -221,37 +233,40 @@ def train_model(
             torch.set_rng_state(ck["rng"])
             gen.set_state(ck["gen"])
             history, start = ck["history"], ck["epoch"]
-            best_val, best_epoch, best_state = ck["best_val"], ck["best_epoch"], ck["best_state"]
+            best_val, best_epoch = ck["best_val"], ck["best_epoch"]
+            best_state = {k: v.cpu() for k, v in ck["best_state"].items()}
             best_windows = tuple(ck["best_windows"]) if ck["best_windows"] is not None else None
     resumed_from = start
 
     end = total if stop_after is None else min(total, start + stop_after)
     bar = tqdm(range(start, end), desc=f"train {type(model).__name__} seed {seed}", disable=None if progress else True)
     for epoch in bar:
+        t0 = time.perf_counter()
         windows = _windows_at(phases, epoch)
         _set_windows(model, windows)
         model.train()
         perm = tr[torch.randperm(len(tr), generator=gen)]  # [Ntr]
         losses = []
         for lo in range(0, len(perm), cfg.batch_size):
-            idx = perm[lo : lo + cfg.batch_size]  # [b]
+            idx = perm[lo : lo + cfg.batch_size].to(device)  # [b]
             out = model(audio[idx], visual[idx])
-            loss = model.loss(out, y[idx], weights)
+            loss = model.loss(out, y_dev[idx], weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
             opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(loss.detach())  # no host sync per step
         lr = opt.param_groups[0]["lr"]
         sched.step()
         pred, _ = predict_arrays(model, audio[va], visual[va])  # [Nva,10]
-        val_acc = M.segment_accuracy(pred, y[va].numpy())
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_accuracy": val_acc,
-                        "lr": lr, "windows": list(windows) if windows is not None else None})
+        val_acc = M.segment_accuracy(pred, y[va].numpy())  # y stays on the CPU
+        history.append({"epoch": epoch, "train_loss": float(np.mean(torch.stack(losses).cpu().numpy().astype(np.float64))), "val_accuracy": val_acc,
+                        "lr": lr, "windows": list(windows) if windows is not None else None,
+                        "seconds": time.perf_counter() - t0})  # wall time incl. validation
         if val_acc > best_val:  # strict: the earliest best epoch wins ties
             best_val, best_epoch, best_windows = val_acc, epoch, windows
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = cpu_state(model)
         if progress:
             bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val=f"{val_acc:.3f}")
         if last is not None:
@@ -262,6 +277,7 @@ def train_model(
                 "best_windows": list(best_windows) if best_windows is not None else None,
             })
 
+    model.to("cpu")  # evaluation, checkpoints and inference work on the CPU copy
     if best_state:
         model.load_state_dict(best_state)
         _set_windows(model, best_windows)

@@ -1,0 +1,71 @@
+"""Training speed of the AVE-CLIP localizer at the paper's size (prints figures; not a test).
+
+Random features with synthetic labels (avelib.data.features.synthetic_features): 4,143 videos of
+1024-d audio and visual features, the size of AVE with the paper-profile AudioCLIP towers. The
+localizer trains with the training harness of stage C (avelib.train.localizer.train_model) for
+`--epochs` epochs; the script prints epochs/s (after the first, warm-up epoch) and the time of a full
+run of the configured schedule (params.yaml `train.phases`, 30 epochs by default).
+
+    python benchmarks/bench_localizer.py --device cpu --epochs 2
+    python benchmarks/bench_localizer.py --device cuda --epochs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import torch
+
+from avelib.data.features import synthetic_features
+from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig
+from avelib.params import load_params, section
+from avelib.train.localizer import PhaseConfig, TrainConfig, train_model
+from avelib.train.seeding import seed_everything
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--epochs", type=int, default=3, help="epochs to time (the first is warm-up)")
+    ap.add_argument("--videos", type=int, default=4143)
+    ap.add_argument("--dim", type=int, default=1024, help="audio and visual feature size")
+    ap.add_argument("--hidden", type=int, default=256, help="localizer.hidden (the README's paper setting)")
+    ap.add_argument("--heads", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads on the CPU (0 = torch's default)")
+    args = ap.parse_args()
+    if args.epochs < 2:
+        ap.error("--epochs must be >= 2 (the first epoch is warm-up)")
+
+    params = load_params()
+    full = section(params, "train", TrainConfig)
+    full_epochs = sum(p.epochs for p in full.phases) if full.phases else full.epochs
+    audio, visual, labels, splits = synthetic_features(args.videos, args.dim, args.dim, seed=0)
+    cfg = dataclasses.replace(
+        full, phases=(PhaseConfig(tuple(section(params, "localizer", LocalizerConfig).windows), args.epochs),),
+        device=args.device, threads=args.threads,
+    )
+    seed_everything(0)
+    model_cfg = dataclasses.replace(section(params, "localizer", LocalizerConfig), hidden=args.hidden, heads=args.heads)
+    model = AVECLIPLocalizer(model_cfg, args.dim, args.dim)
+    n_params = sum(p.numel() for p in model.parameters())
+
+    t0 = time.perf_counter()
+    result = train_model(model, (audio, visual), labels, splits, cfg, progress=False)
+    total = time.perf_counter() - t0
+    seconds = [h["seconds"] for h in result.history]  # per epoch, validation included
+    per_epoch = sum(seconds[1:]) / len(seconds[1:])  # the first epoch is warm-up
+    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; localizer {n_params / 1e6:.2f} M params, hidden {args.hidden}, heads {args.heads}, "
+          f"windows {list(model_cfg.windows)}")
+    print(f"data: {args.videos} videos x 10 s x {args.dim}-d audio + visual; batch {cfg.batch_size}; "
+          f"{len(splits['train'])} training videos")
+    print(f"epochs/s: {1 / per_epoch:.3f} ({per_epoch:.2f} s per epoch incl. validation; first epoch {seconds[0]:.2f} s, "
+          f"whole call {total:.1f} s)")
+    print(f"full run ({full_epochs} epochs): {full_epochs * per_epoch:.1f} s (projected); "
+          f"best val accuracy in this short run {result.best_val_accuracy:.3f}")
+
+
+if __name__ == "__main__":
+    main()
