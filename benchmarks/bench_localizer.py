@@ -42,12 +42,10 @@ def main() -> None:
     full = section(params, "train", TrainConfig)
     full_epochs = sum(p.epochs for p in full.phases) if full.phases else full.epochs
     audio, visual, labels, splits = synthetic_features(args.videos, args.dim, args.dim, seed=0)
-    cfg = dataclasses.replace(
-        full, phases=(PhaseConfig(tuple(section(params, "localizer", LocalizerConfig).windows), args.epochs),),
-        device=args.device, threads=args.threads,
-    )
-    seed_everything(0)
     model_cfg = dataclasses.replace(section(params, "localizer", LocalizerConfig), hidden=args.hidden, heads=args.heads)
+    cfg = dataclasses.replace(full, phases=(PhaseConfig(tuple(model_cfg.windows), args.epochs),),
+                              device=args.device, threads=args.threads)
+    seed_everything(0)
     model = AVECLIPLocalizer(model_cfg, args.dim, args.dim)
     n_params = sum(p.numel() for p in model.parameters())
 

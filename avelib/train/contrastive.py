@@ -525,7 +525,7 @@ def finetune(
         if cfg.eval_initial:
             entry = {"epoch": 0, **_evaluate(model, cache, val_pairs, cfg, device)}
             history.append(entry)
-            best_entry, best_state = entry, _cpu_state(model)
+            best_entry, best_state = entry, cpu_state(model)
             _save_best(save_checkpoint, model, out_dir, entry, config)
 
     end_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch)
@@ -577,7 +577,7 @@ def finetune(
         }
         history.append(entry)
         if best_entry is None or _selection_key(entry, cfg.recall_ks) > _selection_key(best_entry, cfg.recall_ks):
-            best_entry, best_state = entry, _cpu_state(model)
+            best_entry, best_state = entry, cpu_state(model)
             _save_best(save_checkpoint, model, out_dir, entry, config)
         seconds.append(time.perf_counter() - t0)
         _save_last(out_dir, model, optimizer, scheduler, epoch, history, seconds, config, label_tower)
@@ -606,7 +606,8 @@ def _evaluate(model: nn.Module, cache: Any, pairs: np.ndarray, cfg: FinetuneConf
     return {**retrieval_recall(a, i, cfg.recall_ks), "val_pairs": int(len(pairs))}
 
 
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the weights (checkpoints load anywhere, whatever the training device)."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 

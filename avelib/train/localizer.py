@@ -27,7 +27,7 @@ from avelib.io import atomic_path, write_json
 from avelib.models.baselines import AVELAttention, BaselineConfig, SegmentMLP, segment_predictions
 from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig, localizer_checkpoint
 from avelib.params import resolved
-from avelib.train.contrastive import resolve_device
+from avelib.train.contrastive import cpu_state, resolve_device
 from avelib.train.seeding import seed_everything
 
 ModelKind = Literal["aveclip", "avel", "mlp"]
@@ -105,11 +105,6 @@ class TrainResult:
     best_state: dict[str, torch.Tensor]
     best_windows: tuple[int, ...] | None
     resumed_from: int = 0
-
-
-def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A CPU copy of the weights (checkpoints load anywhere, whatever the training device)."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def _tensor(x: Any) -> torch.Tensor:
