@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m avelib plots-template --out .dvc/plots_template.html  # offline `dvc plots show`
 	touch $@
 
+# the README's results tables are regenerated from the reports the run wrote (tests check they match)
 repro: install
 	dvc repro
+	$(PY) -m avelib readme-tables
 
 test: install
 	$(PY) -m pytest

@@ -41,6 +41,26 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_report)
 
 
+def _readme_tables(args: argparse.Namespace) -> int:
+    from avelib.eval.tables import sync_readme
+
+    current = sync_readme(args.readme, args.reports_dir, check=args.check)
+    if args.check and not current:
+        print(f"{args.readme}: results block differs from {args.reports_dir}/*.json; run `python -m avelib readme-tables`",
+              file=sys.stderr)
+        return 1
+    print(f"{args.readme}: results block {'already current' if current else 'rewritten'}")
+    return 0
+
+
+def add_readme_tables(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("readme-tables", help="write the README's results tables from reports/*.json")
+    p.add_argument("--readme", type=Path, default=Path("README.md"), help="default: %(default)s")
+    p.add_argument("--reports-dir", type=Path, default=Path("reports"), help="default: %(default)s")
+    p.add_argument("--check", action="store_true", help="only check; exit 1 when the block is stale")
+    p.set_defaults(func=_readme_tables)
+
+
 def _predict(args: argparse.Namespace) -> int:
     from avelib.predict import predict_cli
 
@@ -129,7 +149,7 @@ def add_stage(sub: argparse._SubParsersAction) -> None:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_stage, add_predict, add_report, add_plots_template, add_weights
+    add_stage, add_predict, add_report, add_readme_tables, add_plots_template, add_weights
 ]
 
 

@@ -21,6 +21,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
+from avelib.eval.claims import FULL_ROW, ci_text, p_text, versus_cells
+from avelib.eval.stats import direction
 from avelib.io import atomic_path, read_json
 from avelib.params import load_params, section
 
@@ -235,16 +237,16 @@ def main_table_section(reports: Path) -> str:
     """Ours vs baselines vs published numbers, each row labelled with its dataset."""
     metrics_path = reports / "metrics.json"
     baselines_path = reports / "baselines.json"
-    header = ["method", "dataset", "source", "test acc. (%)", "test acc., no post-proc. (%)", "val acc. (%)"]
+    header = ["method", "dataset", "source", "test acc. (%)", "95 % CI", "full − this, points [95 % CI]", "p",
+              "verdict", "test acc., no post-proc. (%)", "val acc. (%)"]
     rows: list[list[str]] = []
     notes: list[str] = []
     e = html.escape
     if metrics_path.is_file():
         m = load_metrics(metrics_path)
         rows.append([
-            "<b>AVE-CLIP (ours)</b>", e(m["dataset"]), "this run",
-            fmt_stat(m.get("test_accuracy")), fmt_stat(m.get("test_accuracy_no_postprocess")),
-            fmt_stat(m.get("val_accuracy")),
+            "<b>AVE-CLIP (ours)</b>", e(m["dataset"]), "this run", fmt_stat(m.get("test_accuracy")),
+            e(ci_text(m)), *FULL_ROW, fmt_stat(m.get("test_accuracy_no_postprocess")), fmt_stat(m.get("val_accuracy")),
         ])  # fmt: skip
         dataset = m["dataset"]
     else:
@@ -252,10 +254,11 @@ def main_table_section(reports: Path) -> str:
         dataset = "?"
     if baselines_path.is_file():
         for name, b in load_baselines(baselines_path).items():
+            label = str(b.get("label") or name)
             rows.append([
-                e(str(b.get("label") or name)), e(str(b.get("dataset", dataset))), "this run (baseline)",
-                fmt_stat(b.get("test_accuracy")), fmt_stat(b.get("test_accuracy_no_postprocess")),
-                fmt_stat(b.get("val_accuracy")),
+                e(label), e(str(b.get("dataset", dataset))), "this run (baseline)", fmt_stat(b.get("test_accuracy")),
+                e(ci_text(b)), *map(e, versus_cells("baselines", label, b)),
+                fmt_stat(b.get("test_accuracy_no_postprocess")), fmt_stat(b.get("val_accuracy")),
             ])  # fmt: skip
     else:
         notes.append(_missing(baselines_path))
@@ -266,9 +269,12 @@ def main_table_section(reports: Path) -> str:
         for p in published:
             label = e(p["method"]) + (f" <span class=\"n\">[{e(p['features'])}]</span>" if p["features"] else "")
             acc = "—" if p["accuracy"] is None else f"{p['accuracy']:.1f}"
-            rows.append([label, e(p["dataset"]), "published" + (f" ({e(p['note'])})" if p["note"] else ""), acc, "—", "—"])
+            rows.append([label, e(p["dataset"]), "published" + (f" ({e(p['note'])})" if p["note"] else ""), acc,
+                         "—", "—", "—", "—", "—", "—"])
     caption = (
-        "<p class=\"cap\">Segment accuracy (29 classes, background counted), mean ± std over seeds. "
+        "<p class=\"cap\">Segment accuracy (29 classes, background counted), mean ± std over seeds; 95 % CI "
+        "by a crossed bootstrap over test videos and seeds; differences paired on the same test videos, "
+        "a claim counts as resolved only where its CI excludes zero. "
         "Rows of different datasets are not comparable with each other: published numbers are on the "
         "real AVE test set; ours are on the dataset named in each row.</p>"
     )
@@ -277,16 +283,19 @@ def main_table_section(reports: Path) -> str:
 
 
 def ablation_table_html(variants: Sequence[Mapping[str, Any]]) -> str:
-    """The variants of one ablation axis as an HTML table (mean ± std in %)."""
+    """The variants of one ablation axis as an HTML table (mean ± std in %, CI, paired difference to the full model)."""
     e = html.escape
     rows = []
     for v in variants:
         overrides = ", ".join(f"{k}={v2}" for k, v2 in (v.get("params") or {}).items())
+        versus = FULL_ROW if v.get("is_full_model") else versus_cells(str(v.get("axis", "")), v["name"], v)
         rows.append([
-            e(v["name"]), e(overrides) or "—", fmt_stat(v.get("test_accuracy")),
+            e(v["name"]), e(overrides) or "—", fmt_stat(v.get("test_accuracy")), e(ci_text(v)), *map(e, versus),
             fmt_stat(v.get("test_accuracy_no_postprocess")), fmt_stat(v.get("val_accuracy")),
         ])  # fmt: skip
-    return _table(["variant", "overrides", "test acc. (%)", "no post-proc. (%)", "val acc. (%)"], rows, raw=True)
+    header = ["variant", "overrides", "test acc. (%)", "95 % CI", "full − this, points [95 % CI]", "p", "verdict",
+              "no post-proc. (%)", "val acc. (%)"]
+    return _table(header, rows, raw=True)
 
 
 def ablation_figure(axis: str, variants: Sequence[Mapping[str, Any]]):  # -> Figure
@@ -317,6 +326,43 @@ def ablation_section(reports: Path) -> str:
             f"{_figure(uri, f'Ablation {axis}: test accuracy')}</div>"
         )
     return "".join(parts) if parts else f'<p class="na">{e(str(path))}: no variants</p>'
+
+
+def stage_a_text(summary: Mapping[str, Any]) -> str:
+    """One line on stage A: the kept epoch's validation R@1 vs the start, paired (plain text)."""
+    def r1(entry: Mapping[str, Any] | None) -> str:
+        if not entry:
+            return "—"
+        lo, hi = entry["a2i_r1_ci"]
+        return f"{entry['a2i_r1']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    line = (f"Validation audio→image R@1 over {summary.get('val_pairs')} pairs of {summary.get('val_videos')} videos: "
+            f"start (epoch 0) {r1(summary.get('start'))}, kept epoch {summary['kept_epoch']} {r1(summary['kept'])}")
+    versus = summary.get("kept_minus_start")
+    if summary["kept_epoch"] == 0:
+        return line + "; fine-tuning did not raise it, so the start was kept."
+    if versus:
+        lo, hi = versus["ci"]
+        verdict = {1: "fine-tuning helped (resolved)", -1: "fine-tuning hurt (resolved)", 0: "not resolved"}[direction((lo, hi))]
+        line += f"; kept − start {versus['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}], p {p_text(versus['p_value'])}: {verdict}"
+    return line + "."
+
+
+def finetune_section(reports: Path) -> str:
+    """Stage A (reports/finetune.json): the R@1 curve with its CI next to the start, and the verdict."""
+    from avelib.viz.report import figure_to_data_uri
+    from avelib.viz.training import plot_finetune_recall
+
+    path = reports / "finetune.json"
+    if not path.is_file():
+        return _missing(path)
+    summary = _read_mapping(path)
+    try:
+        text = stage_a_text(summary)
+        fig = plot_finetune_recall(summary["epochs"], summary["kept_epoch"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ReportInputError(f"{path}: not a stage-A summary (avelib.train.contrastive.stage_summary): {err!r}") from None
+    return f"<p>{html.escape(text)}</p>" + _figure(figure_to_data_uri(fig), "Stage A: validation retrieval per epoch")
 
 
 def figures_section(reports: Path) -> str:
@@ -530,6 +576,7 @@ def render_index(
     sections: list[tuple[str, str, str]] = [
         ("main", "Main result", main_table_section(reports)),
         ("ablations", "Ablations", ablation_section(reports)),
+        ("stage-a", "Stage A: contrastive fine-tuning", finetune_section(reports)),
         ("run", "Training curves and confusion matrix", metrics_figures_section(reports)),
         ("curves", "Other plots (reports/plots)", plots_section(reports)),
         ("figures", "Figures (confusion matrix, timelines, ...)", figures_section(reports)),

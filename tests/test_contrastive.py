@@ -120,9 +120,11 @@ def test_failed_and_eventless_videos_are_excluded(data):
     val = event_videos(lab, splits["val"], cache.ok)
     assert 9 not in val and len(val) == 3
     assert FAILED not in event_videos(lab, np.arange(len(lab)), cache.ok)
-    pairs = validation_pairs(val, lab, K, seed=0)
-    assert (pairs == validation_pairs(val, lab, K, seed=0)).all()  # fixed across calls/epochs
-    assert (pairs[:, 2] == K // 2).all() and (lab[pairs[:, 0], pairs[:, 1]] != BACKGROUND).all()
+    pairs = validation_pairs(val, lab, K, frames=2)
+    assert (lab[pairs[:, 0], pairs[:, 1]] != BACKGROUND).all() and sorted(set(pairs[:, 2])) == [0, 1]
+    # every event second of every validation video, two frames each
+    assert len(pairs) == 2 * int((lab[val] != BACKGROUND).sum())
+    assert (validation_pairs(val, lab, K, frames=1)[:, 2] == K // 2).all()  # one frame: the middle one
 
 
 def test_retrieval_recall_counts_rank_of_true_pair():
@@ -138,6 +140,20 @@ def test_retrieval_recall_counts_rank_of_true_pair():
     assert collapsed["a2i_r1"] == collapsed["i2a_r1"] == 0.0
 
 
+def test_retrieval_recall_with_videos_counts_any_pair_of_the_own_video():
+    # rows 0,1 are two seconds of video 7, rows 2,3 of video 9; audio 0 is closest to image 1
+    a = torch.eye(4)[[1, 0, 2, 3]]
+    rec = retrieval_recall(a, torch.eye(4), (1, 2), groups=np.array([7, 7, 9, 9]))
+    assert rec["a2i_r1"] == 1.0 and rec["chance_r1"] == 0.5
+    assert rec["chance_r2"] == 1 - (2 / 4) * (1 / 3)  # exact: P(neither of 2 own pairs in a random top 2)
+    lo, hi = rec["a2i_r1_ci"]
+    assert lo == hi == 1.0
+    # audio of video 7 now points at video 9: half the queries miss, and the CI spans the miss
+    a = torch.eye(4)[[2, 3, 2, 3]]
+    rec = retrieval_recall(a, torch.eye(4), (1,), groups=np.array([7, 7, 9, 9]))
+    assert rec["a2i_r1"] == 0.5 and rec["a2i_r1_ci"][0] <= 0.5 <= rec["a2i_r1_ci"][1]
+
+
 def test_finetune_writes_outputs_and_keeps_best_epoch(run_a):
     out = run_a.out_dir
     for f in ("last.pt", "best.pt", "history.json", "plots/finetune_loss.csv", "plots/finetune_recall.csv"):
@@ -150,7 +166,8 @@ def test_finetune_writes_outputs_and_keeps_best_epoch(run_a):
     # best = highest val a2i R@1 (ties: a2i R@5, then the earliest epoch)
     keys = [(h["a2i_r1"], h["a2i_r5"]) for h in entries]
     assert run_a.best_epoch == hist["best_epoch"] == entries[int(np.argmax([k == max(keys) for k in keys]))]["epoch"]
-    assert run_a.chance == {"chance_r1": 0.25, "chance_r5": 1.0}
+    # 4 validation videos x 4 event seconds x 2 frames = 32 pairs, 8 of the query's own video
+    assert run_a.chance == pytest.approx({"chance_r1": 0.25, "chance_r5": 1 - np.prod([(24 - j) / (32 - j) for j in range(5)])})
     # best.pt loads through the towers' loader and holds the weights the result model carries
     best = AudioCLIP.from_checkpoint(out / "best.pt")
     assert best.load_report["extra"]["epoch"] == run_a.best_epoch

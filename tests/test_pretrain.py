@@ -73,7 +73,8 @@ def test_label_weight_zero_is_stage_a_unchanged(tiny, tmp_path):
 
 def test_pool_must_not_repeat_the_dataset():
     synth = SynthConfig(seed=3)
-    assert pool_config(synth, PretrainConfig(pool_videos=7, pool_seed=4)) == dataclasses.replace(synth, num_videos=7, seed=4)
+    pool = pool_config(synth, PretrainConfig(pool_videos=7, pool_seed=4, pool_split_fractions=(0.5, 0.5, 0.0)))
+    assert pool == dataclasses.replace(synth, num_videos=7, seed=4, split_fractions=(0.5, 0.5, 0.0))
     with pytest.raises(ValueError, match="pool_seed"):
         pool_config(synth, PretrainConfig(pool_seed=3))
 

@@ -14,13 +14,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from avelib.eval.results import summary
 from avelib.io import read_json, write_json
 from avelib.models.localizer import LocalizerConfig
 from avelib.params import ParamsError, from_dict
 from avelib.train.localizer import EvalConfig, PhaseConfig, TrainConfig, evaluate_seeds
 
 VARIANT_KEYS = ("features", "localizer", "train", "evaluate")
-SUMMARY_KEYS = ("test_accuracy", "test_accuracy_no_postprocess", "val_accuracy")
 
 
 def variant_configs(
@@ -60,20 +60,27 @@ def run_axis(
     """Train and test every variant of one axis; the `reports/ablations/<axis>.json` content.
 
     A variant whose configs equal the main run's (`main_run`: the train stage's metrics, trained on
-    the fine-tuned features) reuses its numbers instead of training the same thing again.
+    the fine-tuned features) reuses its numbers instead of training the same thing again. Each
+    variant's `vs_reference` is its paired test difference to the full model (the main run), and
+    `is_full_model` marks the variant that is the full model itself.
     """
     main_configs = variant_configs({}, base, "main")
-    entries = []
+    runs, full, reference = {}, set(), main_run
     for name, overrides in variants.items():
         configs = variant_configs(overrides or {}, base, f"ablations.{axis}.{name}")
         features, loc, train, evaluate = configs
-        if main_run is not None and configs == main_configs:
-            run = main_run
+        if configs == main_configs:
+            full.add(name)
+        if main_run is not None and name in full:
+            runs[name] = main_run
         else:
-            run = evaluate_seeds(Path(features_root) / features, labels, dict(splits), "aveclip", loc, train,
-                                 evaluate, dataset=dataset, progress=progress, encoder=features)
-        entries.append({"axis": axis, "name": name, "params": dict(overrides or {}), "dataset": dataset,
-                        **{k: run[k] for k in SUMMARY_KEYS}, "chosen_max_len": run["chosen_max_len"]})
+            runs[name] = evaluate_seeds(Path(features_root) / features, labels, dict(splits), "aveclip", loc, train,
+                                        evaluate, dataset=dataset, progress=progress, encoder=features)
+        if reference is None and name in full:
+            reference = runs[name]
+    entries = [{"axis": axis, "name": name, "params": dict(variants[name] or {}), "dataset": dataset,
+                "is_full_model": name in full, **summary(run, reference), "chosen_max_len": run["chosen_max_len"]}
+               for name, run in runs.items()]
     return {"axis": axis, "variants": entries}
 
 

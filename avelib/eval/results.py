@@ -8,9 +8,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from avelib.eval.stats import compare_runs
 from avelib.io import atomic_path
 
-SUMMARY_KEYS = ("test_accuracy", "test_accuracy_no_postprocess", "val_accuracy")
+# what every table row carries of a run: accuracies over seeds, the test CI and the per-video scores
+SUMMARY_KEYS = ("test_accuracy", "test_accuracy_ci", "test_accuracy_no_postprocess", "val_accuracy",
+                "test_correct_seconds")
 
 # How each run of the evaluation stage is named in tables (the same harness, features and protocol).
 RUN_LABELS = {
@@ -27,10 +30,16 @@ def main_metrics(run: Mapping[str, Any], dataset: str) -> dict[str, Any]:
     return {k: v for k, v in run.items() if k != "history"} | {"dataset": dataset}
 
 
-def baselines_summary(runs: Mapping[str, Mapping[str, Any]], dataset: str) -> dict[str, Any]:
-    """`reports/baselines.json` (every run but the main one): name -> accuracy summaries, label, dataset."""
+def summary(run: Mapping[str, Any], reference: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A run's SUMMARY_KEYS plus `vs_reference`: the paired test difference run - reference (None without one)."""
+    versus = compare_runs(run, reference) if reference is not None else None
+    return {k: run[k] for k in SUMMARY_KEYS} | {"vs_reference": versus}
+
+
+def baselines_summary(runs: Mapping[str, Mapping[str, Any]], main: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """`reports/baselines.json` (every run but the main one): name -> summary against AVE-CLIP, label, dataset."""
     return {
-        name: {k: run[k] for k in SUMMARY_KEYS} | {"label": RUN_LABELS.get(name, name), "dataset": dataset}
+        name: summary(run, main) | {"label": RUN_LABELS.get(name, name), "dataset": dataset}
         for name, run in runs.items()
     }
 

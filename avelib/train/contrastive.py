@@ -4,8 +4,9 @@ Positives are (audio of a second, one random frame of the same second) taken fro
 *training* videos; every batch holds at most one second per video, so no other pair in the batch can be
 a hidden positive of the same event (false negative). The loss is AudioCLIP's symmetric audio<->image
 cross-entropy plus `fbsp_weight` times its FBSP regulariser. After every epoch the towers are scored by
-audio->image and image->audio recall@k on one fixed event second per validation video; the epoch with the
-best validation audio->image R@1 is kept (design default of ours, see spec/ave-clip.md).
+audio->image and image->audio recall@k over every event second of the validation videos (`val_frames`
+frames each; a hit is a pair of the query's own video), with a bootstrap CI over videos; the epoch with
+the best validation audio->image R@1 is kept (design default of ours, see spec/ave-clip.md).
 
 With `label_weight` > 0 a `LabelTower` (class-name embeddings, the text tower's stand-in) adds
 AudioCLIP's audio-text and image-text terms: the `pretrain` stage uses this on its separate pool. Stage
@@ -84,7 +85,10 @@ class FinetuneConfig:
     grad_clip: float | None = 1.0
     """Clip the global gradient norm to this value; null = no clipping."""
     recall_ks: tuple[int, ...] = (1, 5)
-    """k of the validation recall@k (retrieval among one pair per validation video)."""
+    """k of the validation recall@k: retrieval among all event-second pairs of the validation videos,
+    a hit when the top k hold a pair of the query's own video."""
+    val_frames: int = 2
+    """Frames per validation event second (evenly spaced of the K cached)."""
     eval_batch_size: int = 128
     """Batch size of the validation embedding pass."""
     eval_initial: bool = True
@@ -159,16 +163,12 @@ def sample_epoch_batches(
     return batches
 
 
-def validation_pairs(
-    videos: np.ndarray, labels: np.ndarray, frames_per_second: int, seed: int
-) -> np.ndarray:
-    """One fixed pair per validation video: int64 [M,3] (video, a random event second, middle frame)."""
-    rng = np.random.default_rng([seed, 1])  # fixed for all epochs so the curves are comparable
-    rows = np.empty((len(videos), 3), dtype=np.int64)
-    for j, v in enumerate(videos):
-        seconds = np.flatnonzero(labels[v] != BACKGROUND)
-        rows[j] = (v, seconds[rng.integers(len(seconds))], frames_per_second // 2)
-    return rows
+def validation_pairs(videos: np.ndarray, labels: np.ndarray, frames_per_second: int, frames: int) -> np.ndarray:
+    """Every event second of every validation video, `frames` evenly spaced frames each: int64 [M,3]
+    rows (video, second, frame). Hundreds of pairs, so R@1 resolves well below a point."""
+    picks = sorted({(2 * j + 1) * frames_per_second // (2 * frames) for j in range(min(frames, frames_per_second))})
+    rows = [(v, s, f) for v in videos for s in np.flatnonzero(labels[v] != BACKGROUND) for f in picks]
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
 
 
 class _PairBatches(torch.utils.data.Dataset):
@@ -316,25 +316,65 @@ def embed_pairs(
     return torch.cat(a_out), torch.cat(i_out)
 
 
-def retrieval_recall(a_emb: torch.Tensor, i_emb: torch.Tensor, ks: tuple[int, ...]) -> dict[str, float]:
-    """Recall@k both ways for matched rows: `a2i_r{k}`, `i2a_r{k}` and chance level `chance_r{k}` = k/M.
+def retrieval_recall(
+    a_emb: torch.Tensor, i_emb: torch.Tensor, ks: tuple[int, ...], groups: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Recall@k both ways: `a2i_r{k}`, `i2a_r{k}`, chance level `chance_r{k}` and `a2i_r1_ci`.
 
-    The rank of the true match counts the other candidates with an equal or higher cosine similarity
+    Row m of both embeddings is one pair; `groups[m]` names its video (default: every row its own).
+    A query hits at k when a candidate of its own group is among its top k. The rank counts the
+    other groups' candidates with an equal or higher cosine similarity than the best own-group one
     (ties count against the query, so collapsed embeddings score chance-or-worse, never 1.0).
+    `a2i_r1_ci`: 95 % bootstrap interval of a2i R@1 over groups (videos); `a2i_r1_per_video`: each
+    group's a2i R@1 (groups in sorted order), for paired comparisons of two epochs.
     """
-    a = F.normalize(a_emb.float(), dim=-1)  # [M,E]
-    i = F.normalize(i_emb.float(), dim=-1)  # [M,E]
-    sim = a @ i.T  # [M,M] rows audio queries, cols image candidates
-    diag = sim.diagonal()  # [M]
-    rank_a2i = (sim >= diag[:, None]).sum(dim=1) - 1  # [M] (minus the true pair itself)
-    rank_i2a = (sim >= diag[None, :]).sum(dim=0) - 1  # [M]
-    m = sim.shape[0]
-    out: dict[str, float] = {}
+    m = a_emb.shape[0]
+    g = torch.as_tensor(np.arange(m) if groups is None else np.asarray(groups))  # [M]
+    same = g[:, None] == g[None, :]  # [M,M]
+    sim = F.normalize(a_emb.float(), dim=-1) @ F.normalize(i_emb.float(), dim=-1).T  # [M,M] rows audio, cols image
+    rank_a2i = _group_rank(sim, same)  # [M]
+    rank_i2a = _group_rank(sim.T, same.T)  # [M]
+    own = same.sum(dim=1).double()  # [M] own-group candidates per query
+    out: dict[str, Any] = {}
     for k in ks:
         out[f"a2i_r{k}"] = float((rank_a2i < k).float().mean())
         out[f"i2a_r{k}"] = float((rank_i2a < k).float().mean())
-        out[f"chance_r{k}"] = min(1.0, k / m)
+        out[f"chance_r{k}"] = float(_chance_at(own, m, k).mean())
+    hits = (rank_a2i < 1).numpy()  # [M]
+    out["a2i_r1_ci"] = _grouped_ci(hits, g.numpy())
+    _, video = np.unique(g.numpy(), return_inverse=True)
+    out["a2i_r1_per_video"] = (np.bincount(video, weights=hits) / np.bincount(video)).tolist()  # [G], sorted ids
     return out
+
+
+def _group_rank(sim: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+    """Per query row: other-group candidates scoring >= the best own-group candidate."""
+    best_own = sim.masked_fill(~same, -torch.inf).max(dim=1).values  # [M]
+    return ((sim >= best_own[:, None]) & ~same).sum(dim=1)
+
+
+def _chance_at(own: torch.Tensor, m: int, k: int) -> torch.Tensor:
+    """P(a random ranking puts one of `own` of `m` candidates in the top k), per query."""
+    miss = torch.ones_like(own)
+    for j in range(min(k, m)):
+        miss = miss * ((m - own - j).clamp(min=0) / (m - j))
+    return 1.0 - miss
+
+
+def _grouped_ci(hits: np.ndarray, groups: np.ndarray, confidence: float = 0.95) -> list[float]:
+    """Bootstrap interval of the hit rate, resampling whole groups (queries of a video are not independent)."""
+    from scipy.stats import bootstrap
+
+    _, inverse = np.unique(groups, return_inverse=True)
+    sums = np.bincount(inverse, weights=hits.astype(np.float64))  # [G]
+    counts = np.bincount(inverse).astype(np.float64)  # [G]
+    if len(sums) < 2:
+        rate = float(sums.sum() / counts.sum())
+        return [rate, rate]
+    res = bootstrap((sums, counts), lambda s, c: s.sum() / c.sum(), paired=True, vectorized=False,
+                    confidence_level=confidence, n_resamples=2000, method="percentile",
+                    random_state=np.random.default_rng(0))
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -396,8 +436,8 @@ def write_plots(out_dir: Path, history: list[dict[str, Any]], ks: tuple[int, ...
     rows = [[h["epoch"]] + [h[c] for c in loss_cols] for h in history if h["epoch"] > 0]
     _write_csv(out_dir / LOSS_CSV, ["epoch"] + loss_cols, rows)
     rec_cols = [f"{d}_r{k}" for d in ("a2i", "i2a") for k in ks] + [f"chance_r{k}" for k in ks]
-    rows = [[h["epoch"]] + [h[c] for c in rec_cols] for h in history]
-    _write_csv(out_dir / RECALL_CSV, ["epoch"] + rec_cols, rows)
+    rows = [[h["epoch"]] + [h[c] for c in rec_cols] + list(h["a2i_r1_ci"]) for h in history]
+    _write_csv(out_dir / RECALL_CSV, ["epoch"] + rec_cols + ["a2i_r1_ci_low", "a2i_r1_ci_high"], rows)
 
 
 def _data_fingerprint(cache: Any, labels: np.ndarray, train: np.ndarray, val: np.ndarray) -> dict[str, Any]:
@@ -479,7 +519,7 @@ def finetune(
         "data": _data_fingerprint(cache, labels, np.asarray(splits["train"]), np.asarray(splits["val"])),
         "device": device.type,
     }
-    val_pairs = validation_pairs(val_videos, labels, K, cfg.seed)
+    val_pairs = validation_pairs(val_videos, labels, K, cfg.val_frames)
     batches_per_epoch = len(
         sample_epoch_batches(train_videos, labels, K, cfg.batch_size, cfg.passes_per_epoch,
                              cfg.max_pairs_per_epoch, np.random.default_rng([cfg.seed, 0, 0]))
@@ -603,7 +643,8 @@ def finetune(
 
 def _evaluate(model: nn.Module, cache: Any, pairs: np.ndarray, cfg: FinetuneConfig, device: torch.device) -> dict[str, float]:
     a, i = embed_pairs(model, cache, pairs, cfg.eval_batch_size, device, cfg.amp, cfg.channels_last)
-    return {**retrieval_recall(a, i, cfg.recall_ks), "val_pairs": int(len(pairs))}
+    return {**retrieval_recall(a, i, cfg.recall_ks, groups=pairs[:, 0]), "val_pairs": int(len(pairs)),
+            "val_videos": int(len(np.unique(pairs[:, 0])))}
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -689,6 +730,27 @@ def _write_outputs(out_dir: Path, history: list[dict[str, Any]], seconds: list[f
         },
         out_dir / HISTORY,
     )
+
+
+def stage_summary(history: Mapping[str, Any]) -> dict[str, Any]:
+    """`reports/finetune.json` from a `history.json`: the kept epoch vs the start (epoch 0) on validation
+    audio->image R@1, each with its CI, and their paired difference over validation videos (video-weighted)."""
+    from avelib.eval.stats import paired_difference
+
+    epochs = {h["epoch"]: h for h in history["epochs"]}
+    kept = epochs[history["best_epoch"]]
+    start = epochs.get(0)
+    versus = None
+    if start is not None and "a2i_r1_per_video" in start:
+        versus = paired_difference(np.asarray([kept["a2i_r1_per_video"]]), np.asarray([start["a2i_r1_per_video"]]))
+    curve = [{k: v for k, v in h.items() if not k.endswith("_per_video")} for h in history["epochs"]]
+    return {"kept_epoch": int(history["best_epoch"]), "kept": _r1(kept), "start": _r1(start) if start else None,
+            "kept_minus_start": versus, "val_pairs": kept.get("val_pairs"), "val_videos": kept.get("val_videos"),
+            "epochs": curve}
+
+
+def _r1(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {"a2i_r1": entry["a2i_r1"], "a2i_r1_ci": entry.get("a2i_r1_ci"), "chance_r1": entry.get("chance_r1")}
 
 
 # ----------------------------------------------------------------------------------------------------

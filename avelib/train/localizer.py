@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from avelib.data.ave import CATEGORIES, NUM_SEGMENTS
 from avelib.data.features import load_feature_set
 from avelib.eval import metrics as M
+from avelib.eval import stats
 from avelib.eval.postprocess import choose_max_len, smooth_predictions
 from avelib.io import atomic_path, write_json
 from avelib.models.baselines import AVELAttention, BaselineConfig, SegmentMLP, segment_predictions
@@ -324,6 +325,7 @@ def evaluate_seeds(
     """Train `model_kind` once per seed, choose L on validation, test; the metrics dict (and files in out_dir).
 
     Keys: dataset, model, test_accuracy / test_accuracy_no_postprocess / val_accuracy {mean,std,per_seed},
+    test_accuracy_ci (crossed bootstrap, avelib.eval.stats), test_correct_seconds (per seed, per test video),
     chosen_max_len (per seed), per_class_accuracy (class name -> mean over seeds), confusion_matrix
     (29x29, summed over seeds, post-processed), event_background_pr (mean over seeds), best_epoch,
     train_seconds, history (per seed), params. out_dir gets `metrics.json`, `predictions.npz` and a
@@ -339,7 +341,7 @@ def evaluate_seeds(
     out = Path(out_dir) if out_dir is not None else None
     if model_kind != "aveclip":
         train_cfg = dataclasses.replace(train_cfg, lr=eval_cfg.baseline_lr)
-    acc, acc_raw, val_acc, chosen, epochs, seconds, histories = [], [], [], [], [], [], []
+    acc, acc_raw, val_acc, chosen, epochs, seconds, histories, correct = [], [], [], [], [], [], [], []
     per_class, pr_runs, conf = [], [], np.zeros((29, 29), dtype=np.int64)
     preds: dict[str, np.ndarray] = {"test_index": te, "test_labels": labels[te]}
     for seed in eval_cfg.seeds:
@@ -358,6 +360,7 @@ def evaluate_seeds(
                                       res.best_windows, epoch=res.best_epoch, val_accuracy=res.best_val_accuracy)
             _save_checkpoint(out / f"seed{seed}" / "best.pt", ck)
         acc.append(M.segment_accuracy(post, labels[te]))
+        correct.append((post == labels[te]).sum(axis=1).tolist())  # [Nte] correct seconds per test video
         acc_raw.append(M.segment_accuracy(raw, labels[te]))
         val_acc.append(M.segment_accuracy(val_pred, labels[va]))
         chosen.append(max_len)
@@ -378,6 +381,8 @@ def evaluate_seeds(
         "dataset": dataset,
         "model": model_kind,
         "test_accuracy": M.summarize(acc),
+        "test_accuracy_ci": stats.accuracy_ci(stats.per_video_accuracy(correct)),
+        "test_correct_seconds": correct,
         "test_accuracy_no_postprocess": M.summarize(acc_raw),
         "val_accuracy": M.summarize(val_acc),
         "chosen_max_len": chosen,

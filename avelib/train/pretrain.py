@@ -6,7 +6,7 @@ so this stage makes one the same way: tri-modal training (audio-image + audio-na
 **separate pool** of SynthAVE videos, drawn with another seed from the same generator, as AudioSet is
 the world AVE is drawn from. No video of the pool is a video of the dataset (other seed, other draws).
 
-The pool is generated with the `synth` settings except `num_videos` / `seed`, decoded with `decode`,
+The pool is generated with the `synth` settings except its own size, split and seed, decoded with `decode`,
 and trained by `avelib.train.contrastive.finetune` (the `towers` settings, `label_weight` > 0) on its
 train split, the epoch kept by audio->image R@1 on its val split. The result, `<out_dir>/best.pt`, is
 what `audioclip.checkpoint` points the fine-tuning stage at. With `enabled: false` (real AudioCLIP
@@ -39,7 +39,9 @@ class PretrainConfig:
     enabled: bool = True
     """false: no pretraining (set `audioclip.checkpoint` to real AudioCLIP weights instead)."""
     pool_videos: int = 400
-    """Videos in the pretraining pool (split train/val by `synth.split_fractions`; its test part is unused)."""
+    """Videos in the pretraining pool."""
+    pool_split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
+    """Train / val / test shares of the pool (its test part is unused); independent of the dataset's split."""
     pool_seed: int = 1
     """Generator seed of the pool; must differ from `synth.seed` so no video repeats the dataset's."""
     towers: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(label_weight=1.0))
@@ -47,10 +49,11 @@ class PretrainConfig:
 
 
 def pool_config(synth: SynthConfig, cfg: PretrainConfig) -> SynthConfig:
-    """The SynthAVE settings of the pool: the dataset's, with the pool's size and seed."""
+    """The SynthAVE settings of the pool: the dataset's, with the pool's size, split and seed."""
     if cfg.pool_seed == synth.seed:
         raise ValueError(f"pretrain.pool_seed ({cfg.pool_seed}) equals synth.seed: the pool would repeat the dataset's videos")
-    return dataclasses.replace(synth, num_videos=cfg.pool_videos, seed=cfg.pool_seed)
+    return dataclasses.replace(synth, num_videos=cfg.pool_videos, split_fractions=cfg.pool_split_fractions,
+                               seed=cfg.pool_seed)
 
 
 def prepare_pool(synth: SynthConfig, decode: DecodeConfig, pool_dir: str | Path, progress: bool = True) -> tuple[Path, Path]:

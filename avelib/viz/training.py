@@ -56,7 +56,7 @@ def plot_finetune_recall(
     rows = _epochs(history)
     if best_epoch is None and isinstance(history, Mapping):
         best_epoch = history.get("best_epoch")
-    ks = sorted(int(k.removeprefix("a2i_r")) for k in rows[0] if k.startswith("a2i_r"))
+    ks = sorted(int(k[5:]) for k in rows[0] if k.startswith("a2i_r") and k[5:].isdigit())
     fig = Figure(figsize=(6, 3.5), layout="constrained")
     ax = fig.add_subplot()
     ep = [h["epoch"] for h in rows]
@@ -64,12 +64,18 @@ def plot_finetune_recall(
         ax.plot(ep, [h[f"a2i_r{k}"] for h in rows], "o-", color=color, label=f"audio->image R@{k}")
         ax.plot(ep, [h[f"i2a_r{k}"] for h in rows], "s--", color=color, alpha=0.7, label=f"image->audio R@{k}")
         ax.axhline(rows[-1][f"chance_r{k}"], color=color, lw=0.8, ls=":", label=f"chance R@{k}")
+    if all("a2i_r1_ci" in h for h in rows):  # 95 % bootstrap CI over validation videos
+        lo, hi = zip(*(h["a2i_r1_ci"] for h in rows))
+        ax.fill_between(ep, lo, hi, color="C0", alpha=0.15, label="audio->image R@1, 95 % CI")
+    if rows[0]["epoch"] == 0:
+        ax.axhline(rows[0]["a2i_r1"], color="0.3", lw=0.8, ls="--", label="start (epoch 0) a2i R@1")
     if best_epoch is not None:
         ax.axvline(best_epoch, color="k", lw=0.8, ls="-.", label=f"kept epoch {best_epoch}")
     ax.set_xlabel("epoch (0 = before fine-tuning)")
     ax.set_ylabel("recall (validation)")
     ax.set_ylim(0, 1)
-    ax.set_title(f"Stage A: retrieval among {rows[-1].get('val_pairs', '?')} validation pairs")
+    ax.set_title(f"Retrieval among {rows[-1].get('val_pairs', '?')} validation pairs "
+                 f"({rows[-1].get('val_videos', '?')} videos)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return fig
@@ -108,18 +114,18 @@ def retrieval_heatmap(
     labels: np.ndarray,
     splits: Mapping[str, np.ndarray],
     n: int = 8,
-    seed: int = 0,
     names: Sequence[str] | None = None,
     device: str = "cpu",
 ) -> Figure:
-    """Similarity heatmap of `n` validation pairs (first `n` of the fixed validation pairs of stage A).
+    """Similarity heatmap of `n` validation pairs (the first event second of each of `n` validation videos).
 
     `names` (optional, one per cache row, e.g. category names) label the axes; default: video ids.
     """
     from avelib.train.contrastive import embed_pairs, event_videos, resolve_device, validation_pairs
 
     videos = event_videos(labels, splits["val"], cache.ok)
-    pairs = validation_pairs(videos, np.asarray(labels), int(cache.frames_per_second), seed)[:n]  # [n,3]
+    pairs = validation_pairs(videos, np.asarray(labels), int(cache.frames_per_second), 1)  # [M,3]
+    pairs = pairs[np.unique(pairs[:, 0], return_index=True)[1]][:n]  # [n,3] one per video
     if len(pairs) < 2:
         raise ValueError("retrieval_heatmap needs >= 2 validation videos with an event second")
     a, i = embed_pairs(model, cache, pairs, batch_size=64, device=resolve_device(device))

@@ -1,0 +1,100 @@
+"""Uncertainty of test accuracies: 95 % confidence intervals and paired comparisons.
+
+A run's scores are a matrix [S,N]: the accuracy of each of N test videos under each of S seeds.
+Both sources of spread count: which test videos were drawn and which training seed ran. The
+intervals therefore come from a crossed bootstrap: each draw resamples the N videos and,
+independently, the S seeds (scipy's `bootstrap` resamples one axis only, so this one draw is ours).
+Two runs on the same test videos are compared **paired**: a draw uses the same videos for both and
+each run's own resampled seeds; the p-value is scipy's paired permutation (sign-flip) test on the
+per-video differences of the seed means. Everything is seeded: same scores, same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats as st
+
+CONFIDENCE = 0.95
+RESAMPLES = 10_000
+SEED = 0
+
+
+def per_video_accuracy(correct_seconds: Sequence[Sequence[int]], seconds: int = 10) -> np.ndarray:
+    """Correct seconds per (seed, test video) int [S,N] -> accuracy float [S,N]."""
+    counts = np.asarray(correct_seconds, dtype=np.float64)
+    if counts.ndim != 2 or counts.size == 0:
+        raise ValueError(f"expected correct-second counts [seeds, videos], got shape {counts.shape}")
+    return counts / seconds
+
+
+def _draws(n_seeds: int, n_videos: int, rng: np.random.Generator, resamples: int) -> tuple[np.ndarray, np.ndarray]:
+    return rng.integers(0, n_seeds, (resamples, n_seeds)), rng.integers(0, n_videos, (resamples, n_videos))
+
+
+def _resampled_means(scores: np.ndarray, seeds: np.ndarray, videos: np.ndarray) -> np.ndarray:
+    """Mean of scores[seeds[b]][:, videos[b]] for each draw b -> [B] (via per-seed video means)."""
+    # mean over a resampled grid = mean over seeds of each seed's mean over the resampled videos
+    per_seed = np.stack([scores[:, v].mean(axis=1) for v in videos])  # [B,S]
+    return np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)  # [B]
+
+
+def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = 100 * (1 - confidence) / 2
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def accuracy_ci(scores: np.ndarray, confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
+                seed: int = SEED) -> dict[str, Any]:
+    """{mean, ci: [lo, hi], confidence, seeds, videos} of a run's scores [S,N]."""
+    scores = np.asarray(scores, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    seeds, videos = _draws(*scores.shape, rng, resamples)
+    lo, hi = _interval(_resampled_means(scores, seeds, videos), confidence)
+    return {"mean": float(scores.mean()), "ci": [lo, hi], "confidence": confidence,
+            "seeds": int(scores.shape[0]), "videos": int(scores.shape[1])}
+
+
+def direction(ci: Sequence[float]) -> int:
+    """+1 / -1 when an interval of a difference lies above / below zero, 0 when it holds zero."""
+    lo, hi = ci
+    return 1 if lo > 0 else -1 if hi < 0 else 0
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
+                      seed: int = SEED) -> dict[str, Any]:
+    """a - b on the same test videos: {difference, ci, p_value, verdict}; scores [Sa,N] and [Sb,N].
+
+    verdict: "a" / "b" when the interval lies above / below zero, else "not resolved".
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"paired comparison needs the same test videos, got {a.shape[1]} and {b.shape[1]}")
+    rng = np.random.default_rng(seed)
+    seeds_a, videos = _draws(a.shape[0], a.shape[1], rng, resamples)
+    seeds_b = rng.integers(0, b.shape[0], (resamples, b.shape[0]))
+    diffs = _resampled_means(a, seeds_a, videos) - _resampled_means(b, seeds_b, videos)  # [B]
+    lo, hi = _interval(diffs, confidence)
+    per_video = a.mean(axis=0) - b.mean(axis=0)  # [N]
+    p = 1.0 if not per_video.any() else float(st.permutation_test(
+        (per_video,), np.mean, permutation_type="samples", n_resamples=resamples,
+        alternative="two-sided", random_state=np.random.default_rng(seed + 1),
+    ).pvalue)
+    verdict = {1: "a", -1: "b", 0: "not resolved"}[direction((lo, hi))]
+    return {"difference": float(a.mean() - b.mean()), "ci": [lo, hi], "p_value": p,
+            "confidence": confidence, "verdict": verdict}
+
+
+def run_scores(run: Mapping[str, Any]) -> np.ndarray:
+    """The [S,N] test scores of a metrics dict of `evaluate_seeds` (its `test_correct_seconds`)."""
+    if "test_correct_seconds" not in run:
+        raise KeyError("metrics without 'test_correct_seconds' (made before per-video scores were stored); rerun the stage")
+    return per_video_accuracy(run["test_correct_seconds"])
+
+
+def compare_runs(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """paired_difference of two metrics dicts."""
+    return paired_difference(run_scores(a), run_scores(b))

@@ -1,0 +1,105 @@
+"""Comparisons with verdicts, and the README's results block generated from reports/*.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avelib.eval import claims, results, stats
+from avelib.eval.metrics import summarize
+from avelib.eval.tables import README_BEGIN, README_END, readme_results, sync_readme
+from avelib.io import write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(level: float, seed: int) -> dict:
+    """A metrics dict as evaluate_seeds writes it: 3 seeds x 50 test videos."""
+    rng = np.random.default_rng(seed)
+    correct = np.clip(np.round(10 * level + 1.5 * rng.standard_normal((3, 50))), 0, 10).astype(int)
+    acc = [float(c.sum() / 500) for c in correct]
+    return {"test_accuracy": summarize(acc), "test_accuracy_no_postprocess": summarize(acc),
+            "val_accuracy": summarize(acc), "test_accuracy_ci": stats.accuracy_ci(stats.per_video_accuracy(correct)),
+            "test_correct_seconds": correct.tolist(), "chosen_max_len": [0, 0, 0]}
+
+
+def make_reports(folder: Path) -> Path:
+    main, weak, close = _run(0.9, 0), _run(0.6, 1), _run(0.9, 2)
+    write_json(results.main_metrics(main, "SynthAVE"), folder / "metrics.json")
+    write_json(results.baselines_summary({"avel": weak}, main, "SynthAVE"), folder / "baselines.json")
+    variants = [{"axis": "refine", "name": n, "params": {}, "dataset": "SynthAVE", "is_full_model": full,
+                 **results.summary(run, main)} for n, run, full in (("off", close, False), ("on", main, True))]
+    write_json({"variants": variants}, folder / "ablations.json")
+    return folder
+
+
+def test_verdicts_follow_the_paired_ci(tmp_path):
+    found = {(c.group, c.other): c for c in claims.load_comparisons(make_reports(tmp_path))}
+    assert set(found) == {("baselines", "AVEL A+V-att (our harness)"), ("refine", "off")}  # not the full model itself
+    weak = found["baselines", "AVEL A+V-att (our harness)"]
+    assert weak.difference == pytest.approx(0.3, abs=0.05) and weak.ci[0] > 0
+    assert weak.verdict == "resolved: full model higher"
+    close = found["refine", "off"]
+    assert close.ci[0] < 0 < close.ci[1] and close.verdict == "not resolved"
+    turned = claims.flipped("x", "y", {"difference": 0.02, "ci": [0.01, 0.03], "p_value": 0.01})
+    assert turned.ci == (-0.03, -0.01) and turned.verdict == "resolved: y higher"
+
+
+def test_readme_block_is_written_then_checked(tmp_path):
+    reports = make_reports(tmp_path / "reports")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{README_BEGIN}\nstale\n{README_END}\n\nafter\n")
+    assert not sync_readme(readme, reports, check=True) and "stale" in readme.read_text()
+    assert not sync_readme(readme, reports)
+    text = readme.read_text()
+    assert sync_readme(readme, reports, check=True) and text.endswith(f"{README_END}\n\nafter\n")
+    assert "| refine | off |" in text and "not resolved" in text and "resolved: full model higher" in text
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="README.md: needs exactly one"):
+        sync_readme(readme, reports)
+
+
+def test_committed_readme_tables_equal_the_committed_reports():
+    """The README's numbers are those of reports/*.json (written by the run in dvc.lock)."""
+    if not (ROOT / "reports" / "metrics.json").is_file():
+        pytest.skip("no committed reports/metrics.json")
+    assert sync_readme(ROOT / "README.md", ROOT / "reports", check=True), (
+        "README.md results block differs from reports/*.json: run `python -m avelib readme-tables`")
+    assert "| AVEL" in readme_results(ROOT / "reports")
+
+
+def _history(levels: list[float], best: int) -> dict:
+    """A stage-A history.json: per-video R@1 of 30 validation videos rising with the level."""
+    rng = np.random.default_rng(0)
+    noise = rng.random(30)
+    entries = []
+    for epoch, level in enumerate(levels):
+        per_video = (noise < level).astype(float)
+        entries.append({"epoch": epoch, "a2i_r1": float(per_video.mean()), "i2a_r1": level, "a2i_r5": 1.0,
+                        "i2a_r5": 1.0, "chance_r1": 0.05, "chance_r5": 0.25, "a2i_r1_per_video": per_video.tolist(),
+                        "a2i_r1_ci": [float(per_video.mean()) - 0.1, float(per_video.mean()) + 0.1],
+                        "val_pairs": 120, "val_videos": 30})
+    return {"epochs": entries, "best_epoch": best}
+
+
+def test_stage_a_summary_pairs_the_kept_epoch_with_the_start():
+    from avelib.train.contrastive import stage_summary
+
+    up = stage_summary(_history([0.3, 0.5, 0.9], best=2))
+    assert up["kept_epoch"] == 2 and up["start"]["a2i_r1"] < up["kept"]["a2i_r1"]
+    assert up["kept_minus_start"]["verdict"] == "a" and "a2i_r1_per_video" not in up["epochs"][0]
+    assert stage_summary(_history([0.5, 0.5], best=0))["kept_minus_start"]["verdict"] == "not resolved"
+
+
+def test_report_page_shows_cis_differences_and_stage_a(tmp_path):
+    from avelib.report import build_index
+    from avelib.train.contrastive import stage_summary
+
+    reports = make_reports(tmp_path / "reports")
+    write_json(stage_summary(_history([0.3, 0.5, 0.9], best=2)), reports / "finetune.json")
+    page = build_index(reports, tmp_path / "params.yaml", tmp_path / "dvc.lock", reports / "index.html").read_text()
+    assert "95 % CI" in page and "resolved: full model higher" in page and "not resolved" in page
+    assert 'id="stage-a"' in page and "fine-tuning helped (resolved)" in page
+    assert "Stage A (contrastive fine-tuning): " in readme_results(reports)

@@ -1,0 +1,64 @@
+"""avelib.eval.stats: bootstrap CIs over test videos and seeds, paired comparisons of two runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avelib.eval import stats
+
+
+def _scores(seeds: int, videos: int, level: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(level + 0.15 * rng.standard_normal((seeds, videos)), 0, 1).round(1)  # [S,N] like c/10
+
+
+def test_ci_holds_the_mean_is_seeded_and_narrows_with_more_videos():
+    small, large = _scores(3, 40, 0.8), _scores(3, 400, 0.8)
+    ci = stats.accuracy_ci(small)
+    assert ci["ci"][0] < ci["mean"] < ci["ci"][1] and (ci["seeds"], ci["videos"]) == (3, 40)
+    assert stats.accuracy_ci(small) == ci  # same scores, same numbers
+    width = lambda c: c["ci"][1] - c["ci"][0]  # noqa: E731
+    assert width(stats.accuracy_ci(large)) < width(ci) / 2  # ~ 1/sqrt(10)
+    assert stats.accuracy_ci(np.full((2, 5), 0.7))["ci"] == pytest.approx([0.7, 0.7])
+
+
+def test_seed_spread_widens_the_interval():
+    """A run whose seeds disagree is less certain than one whose seeds agree on the same videos."""
+    base = _scores(1, 200, 0.8)
+    agree = np.repeat(base, 3, axis=0)
+    disagree = np.clip(agree + np.array([[-0.1], [0.0], [0.1]]), 0, 1)
+    w = lambda s: np.diff(stats.accuracy_ci(s)["ci"])[0]  # noqa: E731
+    assert w(disagree) > 1.5 * w(agree)
+
+
+def test_paired_difference_sees_a_constant_shift_through_video_noise():
+    b = np.repeat(_scores(1, 20, 0.6), 3, axis=0)  # seeds that agree: only the videos vary
+    a = b + 0.1  # better by 1 second on every video
+    d = stats.paired_difference(a, b)
+    assert d["difference"] == pytest.approx(0.1) and d["ci"] == pytest.approx([0.1, 0.1])
+    assert d["verdict"] == "a" and d["p_value"] < 0.001
+    assert stats.paired_difference(b, a)["verdict"] == "b"
+    # unpaired, the same two runs would overlap: their own CIs are each wider than the shift
+    ca, cb = stats.accuracy_ci(a)["ci"], stats.accuracy_ci(b)["ci"]
+    assert ca[0] < cb[1]
+
+
+def test_identical_runs_are_not_resolved_and_shapes_must_match():
+    a = _scores(3, 30, 0.7)
+    same = stats.paired_difference(a, a.copy())
+    assert same["difference"] == 0 and same["p_value"] == 1.0 and same["verdict"] == "not resolved"
+    noisy = stats.paired_difference(a, _scores(3, 30, 0.7, seed=1))
+    assert noisy["ci"][0] < 0 < noisy["ci"][1] and noisy["verdict"] == "not resolved"
+    with pytest.raises(ValueError, match="same test videos"):
+        stats.paired_difference(a, a[:, :10])
+
+
+def test_direction_and_run_scores():
+    assert [stats.direction(c) for c in ([0.1, 0.2], [-0.2, -0.1], [-0.1, 0.1])] == [1, -1, 0]
+    run = {"test_correct_seconds": [[10, 5], [9, 0]]}
+    assert stats.run_scores(run).tolist() == [[1.0, 0.5], [0.9, 0.0]]
+    with pytest.raises(KeyError, match="rerun the stage"):
+        stats.run_scores({})
+    with pytest.raises(ValueError, match="seeds, videos"):
+        stats.per_video_accuracy([1, 2])
