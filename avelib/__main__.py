@@ -142,6 +142,31 @@ def add_weights(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_weights)
 
 
+def _fixtures(args: argparse.Namespace) -> int:
+    from avelib.fixtures import write_paper_fixtures
+
+    for name, path in write_paper_fixtures(args.out, args.keys, args.videos, args.seed).items():
+        print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
+    return 0
+
+
+def add_fixtures(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fixtures",
+        help="write stand-ins of the paper setting's inputs (AVE_Dataset.zip, AudioCLIP-Full-Training.pt)",
+        description="Write a stand-in AVE_Dataset.zip in the release layout (SynthAVE content encoded like "
+        "YouTube-derived AVE files) and a full-size AudioCLIP-Full-Training.pt in the official key layout "
+        "(values by the conformance stand-in rule), for the paper-profile smoke run.",
+    )
+    p.add_argument("kind", choices=["paper"], help="which set of inputs")
+    p.add_argument("--out", type=Path, required=True, help="folder to write into")
+    p.add_argument("--keys", type=Path, default=Path("../shared/conformance/audioclip/keys.tsv"),
+                   help="keys.tsv of the official checkpoint (default: %(default)s)")
+    p.add_argument("--videos", type=int, default=12, help="videos in the zip (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="content seed (default: %(default)s)")
+    p.set_defaults(func=_fixtures)
+
+
 def add_stage(sub: argparse._SubParsersAction) -> None:
     from avelib.notebook import add_stage as add
 
@@ -149,7 +174,7 @@ def add_stage(sub: argparse._SubParsersAction) -> None:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_stage, add_predict, add_report, add_readme_tables, add_plots_template, add_weights
+    add_stage, add_predict, add_report, add_readme_tables, add_plots_template, add_weights, add_fixtures
 ]
 
 

@@ -8,6 +8,7 @@ silently. `resolved()` gives the plain dict that is saved beside every checkpoin
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any, Literal, Mapping, TypeVar, Union
 import yaml
 
 T = TypeVar("T")
+# a number written in exponent form without a dot, which YAML 1.1 leaves as text
+_FLOAT_TEXT = re.compile(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+")
 
 
 class ParamsError(ValueError):
@@ -121,6 +124,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads `1e-05` (no dot) as a string
         raise ParamsError(f"{where}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):

@@ -20,7 +20,9 @@ before the first tensor operation of the process.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
+import sys
 import warnings
 from collections.abc import MutableMapping
 
@@ -69,7 +71,7 @@ def pin_numerics() -> dict[str, object]:
     torch.backends.mkldnn.enabled = False
     torch.backends.nnpack.set_flags(False)
     torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(True)
+    deterministic_algorithms()
     capability = torch.backends.cpu.get_cpu_capability()
     if capability != "AVX2":
         warnings.warn(
@@ -78,6 +80,17 @@ def pin_numerics() -> dict[str, object]:
             RuntimeWarning, stacklevel=2,
         )
     return numerics_state()
+
+
+def deterministic_algorithms(warn_only: bool = False) -> None:
+    """`torch.use_deterministic_algorithms(True)` without its import of torch._inductor (4 s per
+    process, paid by every stage kernel): inductor's own flag is set only where it is loaded."""
+    import torch
+
+    torch._C._set_deterministic_algorithms(True, warn_only=warn_only)
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:
+        inductor.deterministic = True
 
 
 def numerics_state() -> dict[str, object]:
@@ -91,3 +104,9 @@ def numerics_state() -> dict[str, object]:
         "mkldnn": bool(torch.backends.mkldnn.enabled),
         **{k: os.environ.get(k) for k in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA")},
     }
+
+
+def pool_context() -> mp.context.BaseContext:
+    """Process pools of the media workers (decode, SynthAVE, stand-ins): fork where available, so
+    callers need no `if __name__ == "__main__"` guard and start fast; the workers run numpy + PyAV only."""
+    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")

@@ -25,6 +25,28 @@ from avelib.train.localizer import PhaseConfig, TrainConfig, train_model
 from avelib.train.seeding import seed_everything
 
 
+def localizer_speed(device: str, epochs: int, videos: int, dim: int, hidden: int, heads: int, threads: int = 0) -> dict:
+    """Train the localizer for `epochs` on random features; epochs/s after the first (warm-up) epoch."""
+    params = load_params()
+    full = section(params, "train", TrainConfig)
+    audio, visual, labels, splits = synthetic_features(videos, dim, dim, seed=0)
+    model_cfg = dataclasses.replace(section(params, "localizer", LocalizerConfig), hidden=hidden, heads=heads)
+    cfg = dataclasses.replace(full, phases=(PhaseConfig(tuple(model_cfg.windows), epochs),), device=device, threads=threads)
+    seed_everything(0)
+    model = AVECLIPLocalizer(model_cfg, dim, dim)
+    t0 = time.perf_counter()
+    result = train_model(model, (audio, visual), labels, splits, cfg, progress=False)
+    seconds = [h["seconds"] for h in result.history]  # per epoch, validation included
+    per_epoch = sum(seconds[1:]) / len(seconds[1:])
+    return {
+        "epochs_per_s": 1 / per_epoch, "per_epoch_s": per_epoch, "first_epoch_s": seconds[0],
+        "total_s": time.perf_counter() - t0, "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "windows": list(model_cfg.windows), "batch": cfg.batch_size, "train_videos": len(splits["train"]),
+        "full_epochs": sum(p.epochs for p in full.phases) if full.phases else full.epochs,
+        "best_val_accuracy": result.best_val_accuracy,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -37,32 +59,16 @@ def main() -> None:
     args = ap.parse_args()
     if args.epochs < 2:
         ap.error("--epochs must be >= 2 (the first epoch is warm-up)")
-
-    params = load_params()
-    full = section(params, "train", TrainConfig)
-    full_epochs = sum(p.epochs for p in full.phases) if full.phases else full.epochs
-    audio, visual, labels, splits = synthetic_features(args.videos, args.dim, args.dim, seed=0)
-    model_cfg = dataclasses.replace(section(params, "localizer", LocalizerConfig), hidden=args.hidden, heads=args.heads)
-    cfg = dataclasses.replace(full, phases=(PhaseConfig(tuple(model_cfg.windows), args.epochs),),
-                              device=args.device, threads=args.threads)
-    seed_everything(0)
-    model = AVECLIPLocalizer(model_cfg, args.dim, args.dim)
-    n_params = sum(p.numel() for p in model.parameters())
-
-    t0 = time.perf_counter()
-    result = train_model(model, (audio, visual), labels, splits, cfg, progress=False)
-    total = time.perf_counter() - t0
-    seconds = [h["seconds"] for h in result.history]  # per epoch, validation included
-    per_epoch = sum(seconds[1:]) / len(seconds[1:])  # the first epoch is warm-up
+    r = localizer_speed(args.device, args.epochs, args.videos, args.dim, args.hidden, args.heads, args.threads)
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; localizer {n_params / 1e6:.2f} M params, hidden {args.hidden}, heads {args.heads}, "
-          f"windows {list(model_cfg.windows)}")
-    print(f"data: {args.videos} videos x 10 s x {args.dim}-d audio + visual; batch {cfg.batch_size}; "
-          f"{len(splits['train'])} training videos")
-    print(f"epochs/s: {1 / per_epoch:.3f} ({per_epoch:.2f} s per epoch incl. validation; first epoch {seconds[0]:.2f} s, "
-          f"whole call {total:.1f} s)")
-    print(f"full run ({full_epochs} epochs): {full_epochs * per_epoch:.1f} s (projected); "
-          f"best val accuracy in this short run {result.best_val_accuracy:.3f}")
+    print(f"device: {name}; localizer {r['params_m']:.2f} M params, hidden {args.hidden}, heads {args.heads}, "
+          f"windows {r['windows']}")
+    print(f"data: {args.videos} videos x 10 s x {args.dim}-d audio + visual; batch {r['batch']}; "
+          f"{r['train_videos']} training videos")
+    print(f"epochs/s: {r['epochs_per_s']:.3f} ({r['per_epoch_s']:.2f} s per epoch incl. validation; first epoch "
+          f"{r['first_epoch_s']:.2f} s, whole call {r['total_s']:.1f} s)")
+    print(f"full run ({r['full_epochs']} epochs): {r['full_epochs'] * r['per_epoch_s']:.1f} s (projected); "
+          f"best val accuracy in this short run {r['best_val_accuracy']:.3f}")
 
 
 if __name__ == "__main__":

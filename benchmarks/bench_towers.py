@@ -16,6 +16,7 @@ import time
 from typing import Callable
 
 import torch
+from torch import nn
 
 from avelib.models.audioclip import build_audioclip
 from avelib.train.contrastive import autocast, contrastive_loss, prepare_model, resolve_device, to_images
@@ -40,6 +41,51 @@ def time_it(fn: Callable[[], object], device: torch.device, warmup: int, iters: 
     return statistics.median(times)
 
 
+def random_inputs(n: int, image_size: int, sample_rate: int, pin: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 frames [n,S,S,3] and 1-s audio [n,R] in [-0.5, 0.5]."""
+    frames = torch.randint(0, 256, (n, image_size, image_size, 3), dtype=torch.uint8)
+    audio = (torch.rand(n, sample_rate) * 2 - 1) * 0.5
+    return (frames.pin_memory(), audio.pin_memory()) if pin else (frames, audio)
+
+
+def inference_throughput(model: nn.Module, device: torch.device, amp: bool, channels_last: bool,
+                         batch: int, warmup: int, iters: int) -> tuple[float, float]:
+    """(images/s, audio clips/s) of the eval-mode towers, as stage B runs them."""
+    frames, audio = random_inputs(batch, model.config.image_size, model.config.sample_rate, device.type == "cuda")
+    model.eval()
+
+    @torch.inference_mode()
+    def image_step() -> None:
+        with autocast(device, amp):
+            model.encode_image(to_images(frames, device, channels_last))  # [B,E]
+
+    @torch.inference_mode()
+    def audio_step() -> None:
+        with autocast(device, amp):
+            model.encode_audio(audio.to(device, non_blocking=True))  # [B,E]
+
+    return batch / time_it(image_step, device, warmup, iters), batch / time_it(audio_step, device, warmup, iters)
+
+
+def finetune_throughput(model: nn.Module, device: torch.device, amp: bool, channels_last: bool,
+                        batch: int, warmup: int, iters: int) -> float:
+    """(audio, frame) pairs/s of one stage-A step: both towers, contrastive + FBSP loss, AdamW."""
+    frames, audio = random_inputs(batch, model.config.image_size, model.config.sample_rate, device.type == "cuda")
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def train_step() -> None:
+        with autocast(device, amp):
+            a = model.encode_audio(audio.to(device, non_blocking=True))  # [B,E]
+            i = model.encode_image(to_images(frames, device, channels_last))  # [B,E]
+            loss = contrastive_loss(model, a, i) + model.fbsp_loss().float()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return batch / time_it(train_step, device, warmup, iters)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=["paper", "small"], default="small")
@@ -55,57 +101,19 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
 
     device = resolve_device(args.device)
-    amp = not args.no_amp
+    amp, cuda = not args.no_amp, device.type == "cuda"
     torch.manual_seed(0)
     model = prepare_model(build_audioclip(args.profile, None), device, channels_last=True)
-    S, R = model.config.image_size, model.config.sample_rate
-    B = args.batch
-    TB = args.train_batch or B
-    frames = torch.randint(0, 256, (B, S, S, 3), dtype=torch.uint8)
-    audio = (torch.rand(B, R) * 2 - 1) * 0.5
-    pin = device.type == "cuda"
-    if pin:
-        frames, audio = frames.pin_memory(), audio.pin_memory()
-    print(f"device={device} ({torch.cuda.get_device_name() if pin else torch.get_num_threads()} "
-          f"{'gpu' if pin else 'threads'}), profile={args.profile}, S={S}, R={R}, "
-          f"params={sum(p.numel() for p in model.parameters()) / 1e6:.2f}M, "
-          f"{'bf16+channels_last' if pin and amp else 'fp32'}")
-
-    model.eval()
-
-    @torch.inference_mode()
-    def image_step() -> None:
-        with autocast(device, amp):
-            model.encode_image(to_images(frames, device, True))  # [B,E]
-
-    @torch.inference_mode()
-    def audio_step() -> None:
-        with autocast(device, amp):
-            model.encode_audio(audio.to(device, non_blocking=True))  # [B,E]
-
-    t_img = time_it(image_step, device, args.warmup, args.iters)
-    t_aud = time_it(audio_step, device, args.warmup, args.iters)
-    print(f"encode_image  batch {B}: {B / t_img:10.1f} img/s    ({t_img * 1e3:.1f} ms/batch)")
-    print(f"encode_audio  batch {B}: {B / t_aud:10.1f} clips/s  ({t_aud * 1e3:.1f} ms/batch)")
-
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    tf, ta = frames[:TB], audio[:TB]
-    if TB > B:
-        tf = torch.randint(0, 256, (TB, S, S, 3), dtype=torch.uint8)
-        ta = (torch.rand(TB, R) * 2 - 1) * 0.5
-
-    def train_step() -> None:
-        with autocast(device, amp):
-            a = model.encode_audio(ta.to(device, non_blocking=True))  # [TB,E]
-            i = model.encode_image(to_images(tf, device, True))  # [TB,E]
-            loss = contrastive_loss(model, a, i) + model.fbsp_loss().float()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    t_tr = time_it(train_step, device, args.warmup, args.iters)
-    print(f"finetune step batch {TB}: {TB / t_tr:10.1f} pairs/s  ({t_tr * 1e3:.1f} ms/step)")
+    print(f"device={device} ({torch.cuda.get_device_name() if cuda else torch.get_num_threads()} "
+          f"{'gpu' if cuda else 'threads'}), profile={args.profile}, S={model.config.image_size}, "
+          f"R={model.config.sample_rate}, params={sum(p.numel() for p in model.parameters()) / 1e6:.2f}M, "
+          f"{'bf16+channels_last' if cuda and amp else 'fp32'}")
+    B, TB = args.batch, args.train_batch or args.batch
+    img, aud = inference_throughput(model, device, amp, True, B, args.warmup, args.iters)
+    print(f"encode_image  batch {B}: {img:10.1f} img/s")
+    print(f"encode_audio  batch {B}: {aud:10.1f} clips/s")
+    pairs = finetune_throughput(model, device, amp, True, TB, args.warmup, args.iters)
+    print(f"finetune step batch {TB}: {pairs:10.1f} pairs/s")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Numerical conformance of the AudioCLIP towers with the official code (../shared/conformance/audioclip).
 
-The stand-in checkpoint is rebuilt from keys.tsv by the README's rule, saved like a real
+The stand-in checkpoint is rebuilt from keys.tsv by the README's rule (avelib.fixtures), saved like a real
 AudioCLIP-Full-Training.pt and loaded through the public loader. The image tower and the image
 preprocessing must match within the README tolerances. The audio outputs are held to a wider,
 measured tolerance: see AUDIO_RAW_TOL for the evidence that no float32 run, the official code's
@@ -10,8 +10,6 @@ included, reproduces the reference audio outputs to the README's 1e-3 on another
 from __future__ import annotations
 
 import gc
-import math
-import zlib
 from pathlib import Path
 from typing import Mapping
 
@@ -19,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from avelib.fixtures import read_keys, write_standin_checkpoint
 from avelib.models.audioclip import AudioCLIP, CheckpointError, preprocess_image
-from avelib.models.esresnext import blackman_harris
 
 RAW_TOL = 1e-3  # README: max|ours - ref| <= RAW_TOL * max|ref|
 CENTERED_TOL = 1e-2  # README: same on batch-centered outputs
@@ -57,55 +55,10 @@ def conf_dir(shared_dir: Path) -> Path:
     return d
 
 
-def _read_keys(path: Path) -> list[tuple[str, tuple[int, ...], str]]:
-    rows = []
-    lines = path.read_text().splitlines()
-    assert lines[0].split("\t") == ["key", "shape", "dtype"], f"{path}: unexpected header {lines[0]!r}"
-    for line in lines[1:]:
-        key, shape, dtype = line.split("\t")
-        dims = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
-        rows.append((key, dims, dtype))
-    return rows
-
-
-def _standin_value(key: str, shape: tuple[int, ...], dtype: str) -> torch.Tensor:
-    """The README's rule: first matching rule wins, drawn in float64, then cast."""
-    last = key.rsplit(".", 1)[-1]
-    tdtype = getattr(torch, dtype)
-    if dtype == "int64":
-        return torch.zeros(shape, dtype=tdtype)
-    if key.endswith("audio.window"):
-        return blackman_harris(shape[0]).to(tdtype)
-    n = np.random.default_rng(zlib.crc32(key.encode("utf-8"))).standard_normal(size=shape)
-    if last == "running_var":
-        v = 0.5 + 0.5 * np.abs(n)
-    elif last == "running_mean":
-        v = 0.1 * n
-    elif key.endswith("fbsp.m"):
-        v = 0.5 + 0.1 * n
-    elif key.endswith("fbsp.fb"):
-        v = 1.0 + 0.1 * n
-    elif key.endswith("fbsp.fc"):
-        v = np.arange(shape[0]) + 0.1 * n
-    elif last in ("logit_scale", "logit_scale_ai", "logit_scale_at"):
-        v = np.full(shape, math.log(100.0))
-    elif len(shape) >= 2:
-        v = n / math.sqrt(float(np.prod(shape[1:])))
-    elif len(shape) == 1 and last == "weight":
-        v = 1.0 + 0.1 * n
-    else:
-        v = 0.1 * n
-    return torch.from_numpy(np.asarray(v, dtype=np.float64)).to(tdtype)
-
-
 @pytest.fixture(scope="session")
 def standin_path(conf_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """~540 MB float32 stand-in of AudioCLIP-Full-Training.pt, built once per session."""
-    keys = _read_keys(conf_dir / "keys.tsv")
-    state = {key: _standin_value(key, shape, dtype) for key, shape, dtype in keys}
-    path = tmp_path_factory.mktemp("audioclip") / "AudioCLIP-Full-Training.pt"
-    torch.save(state, path)
-    del state
+    path = write_standin_checkpoint(conf_dir / "keys.tsv", tmp_path_factory.mktemp("audioclip") / "AudioCLIP-Full-Training.pt")
     gc.collect()
     return path
 
@@ -168,7 +121,7 @@ def test_preprocess_image_matches_official(conf_dir: Path) -> None:
 
 
 def test_text_tower_keys_ignored(conf_model: AudioCLIP, conf_dir: Path) -> None:
-    keys = [k for k, _, _ in _read_keys(conf_dir / "keys.tsv")]
+    keys = [k for k, _, _ in read_keys(conf_dir / "keys.tsv")]
     text = [k for k in keys if not k.startswith(("visual.", "audio.")) and k != "logit_scale_ai"]
     assert "token_embedding.weight" in text and "logit_scale_at" in text
     ignored = set(conf_model.load_report["ignored"])

@@ -56,5 +56,5 @@ def test_each_stage_passes_exactly_the_params_it_lists():
         if " stage " not in cmd:
             continue
         passed = cmd.split("--params", 1)[1].split("--")[0].split() if "--params" in cmd else []
-        listed = [p.split(".")[0] for p in stage.get("params", [])]
+        listed = list(dict.fromkeys(p.split(".")[0] for p in stage.get("params", [])))
         assert passed == listed, f"dvc.yaml stage {name}: cmd passes {passed} but params lists {listed}"

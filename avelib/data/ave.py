@@ -109,6 +109,11 @@ def read_annotations(path: str | Path) -> list[Record]:
         raise FileNotFoundError(f"{path}: annotation file not found") from None
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not a text file ({e})") from None
+    return parse_annotations(text, str(path))
+
+
+def parse_annotations(text: str, where: str) -> list[Record]:
+    """Records of an annotation text; errors name `where` and the line number."""
     records = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -116,7 +121,7 @@ def read_annotations(path: str | Path) -> list[Record]:
             continue  # tolerate blank lines (e.g. a trailing one)
         if lineno == 1 and line == HEADER:
             continue
-        records.append(parse_line(line, f"{path}:{lineno}"))
+        records.append(parse_line(line, f"{where}:{lineno}"))
     return records
 
 

@@ -8,7 +8,6 @@ renamed only when complete, so a crashed or over-failing run leaves nothing that
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +19,7 @@ from avelib.data.ave import NUM_SEGMENTS, load_dataset
 from avelib.data.media import DecodeError, decode_video
 from avelib.io import atomic_path, read_json, write_json
 from avelib.params import resolved
+from avelib.runtime import pool_context
 
 CACHE_FILES = ("frames.npy", "audio.npy", "meta.json")
 FAILURES_SUFFIX = ".failures.json"
@@ -98,7 +98,7 @@ def build_cache(dataset_root: str | Path, out_dir: str | Path, cfg: DecodeConfig
             for job in tqdm(jobs, **bar):
                 store(_decode_one(job))
         else:
-            with _pool_context().Pool(cfg.workers) as pool:
+            with pool_context().Pool(cfg.workers) as pool:
                 for result in tqdm(pool.imap_unordered(_decode_one, jobs, chunksize=2), **bar):
                     store(result)
         frames.flush()
@@ -112,7 +112,8 @@ def build_cache(dataset_root: str | Path, out_dir: str | Path, cfg: DecodeConfig
             raise RuntimeError(
                 f"{dataset_root}: {len(failures)} of {len(paths)} videos failed to decode "
                 f"({failed_fraction:.1%} > max_failed_fraction {cfg.max_failed_fraction:.1%}); no cache written to "
-                f"{out_dir}; all failures in {out_dir.name + FAILURES_SUFFIX}. First: {head}"
+                f"{out_dir}; all failures in {out_dir.name + FAILURES_SUFFIX}. First: {head}. Fix: replace the "
+                "listed files (e.g. download them again), or raise decode.max_failed_fraction to train without them"
             )
         meta = {
             "dataset_root": str(dataset_root),
@@ -192,8 +193,3 @@ class SegmentCache:
             h.update(np.ascontiguousarray(self.audio[i]).tobytes())
         return h.hexdigest()
 
-
-def _pool_context() -> mp.context.BaseContext:
-    """fork where available: no `if __name__ == "__main__"` guard needed in callers, fast start;
-    the workers only run numpy + PyAV (no torch threads to inherit)."""
-    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")

@@ -21,7 +21,7 @@ Ground truth per second is written to `<root>/synth_meta.json` beside the AVE fi
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import json
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from avelib.data.ave import BACKGROUND, CATEGORIES, HEADER, NUM_SEGMENTS, SPLIT_FILES
 from avelib.io import atomic_path, write_json
 from avelib.params import resolved
+from avelib.runtime import pool_context
 
 NUM_CATEGORIES = len(CATEGORIES)
 META_FILE = "synth_meta.json"
@@ -334,24 +335,43 @@ def render_audio(cfg: SynthConfig, plan: dict[str, Any], index: int) -> np.ndarr
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
-def write_video(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int, crf: int) -> None:
-    """Mux frames uint8 [N,S,S,3] (H.264) and mono audio float32 [n] (AAC) into an mp4."""
+def write_video(
+    path: Path,
+    frames: np.ndarray,
+    audio: np.ndarray,
+    fps: int | Fraction,
+    sample_rate: int,
+    crf: int,
+    size: tuple[int, int] | None = None,
+    preset: str = "veryfast",
+) -> None:
+    """Mux frames uint8 [N,H,W,3] (H.264) and audio float32 [n] mono or [C,n] (AAC) into an mp4.
+
+    size=(width, height) rescales every frame (bicubic) on the way in, e.g. to a non-square format;
+    `preset` is x264's speed/size trade-off.
+    """
+    audio = audio[None] if audio.ndim == 1 else audio  # [C,n]
+    width, height = size or (frames.shape[2], frames.shape[1])
+    layout = {1: "mono", 2: "stereo"}[audio.shape[0]]
     with av.open(str(path), mode="w", format="mp4") as out:
         vs = out.add_stream("libx264", rate=fps)
-        vs.width, vs.height = frames.shape[2], frames.shape[1]
+        vs.width, vs.height = width, height
         vs.pix_fmt = "yuv420p"
-        vs.options = X264_OPTIONS | {"crf": str(crf)}
-        aus = out.add_stream("aac", rate=sample_rate, layout="mono")
-        aus.bit_rate = 64000
+        vs.options = X264_OPTIONS | {"crf": str(crf), "preset": preset}
+        aus = out.add_stream("aac", rate=sample_rate, layout=layout)
+        aus.bit_rate = 64000 * audio.shape[0]
         for i, img in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if size is not None:
+                vf = vf.reformat(width=width, height=height, interpolation="BICUBIC")
             vf.pts = i
-            vf.time_base = Fraction(1, fps)
+            vf.time_base = 1 / Fraction(fps)
             out.mux(vs.encode(vf))
         out.mux(vs.encode(None))
         chunk = 1024
-        for i in range(0, audio.shape[0], chunk):
-            af = av.AudioFrame.from_ndarray(audio[None, i : i + chunk], format="flt", layout="mono")
+        planar = np.ascontiguousarray(audio, dtype=np.float32)
+        for i in range(0, planar.shape[1], chunk):
+            af = av.AudioFrame.from_ndarray(planar[:, i : i + chunk], format="fltp", layout=layout)
             af.sample_rate = sample_rate
             af.pts = i
             af.time_base = Fraction(1, sample_rate)
@@ -411,10 +431,25 @@ def distractor_stats(videos: list[dict[str, Any]], indices: list[int]) -> dict[s
     }
 
 
+def is_generated(cfg: SynthConfig, root: Path) -> bool:
+    """`root` holds every video of SynthAVE written with `cfg` (the worker count does not change a byte)."""
+    meta_path = root / META_FILE
+    if not meta_path.is_file():
+        return False
+    meta = json.loads(meta_path.read_text())
+    same = {k: v for k, v in meta["config"].items() if k != "workers"} == {
+        k: v for k, v in resolved(cfg).items() if k != "workers"
+    }
+    return same and all((root / "AVE" / f"{v['video_id']}.mp4").is_file() for v in meta["videos"])
+
+
 def generate(cfg: SynthConfig, root: str | Path, progress: bool = True) -> Path:
     """Write SynthAVE to `root` (AVE layout + synth_meta.json), atomically; return root."""
     check_config(cfg)
     root = Path(root)
+    if is_generated(cfg, root):
+        print(f"{root}: SynthAVE of these synth params is already complete; kept")
+        return root
     labels, splits = assign_labels_and_splits(cfg)
     with atomic_path(root) as tmp:
         (tmp / "AVE").mkdir(parents=True)
@@ -423,7 +458,7 @@ def generate(cfg: SynthConfig, root: str | Path, progress: bool = True) -> Path:
         if cfg.workers == 1:
             videos = [_make_one(j) for j in tqdm(jobs, **bar)]
         else:
-            with _pool_context().Pool(cfg.workers) as pool:
+            with pool_context().Pool(cfg.workers) as pool:
                 videos = list(tqdm(pool.imap(_make_one, jobs, chunksize=4), **bar))
         lines = [f"{CATEGORIES[v['label']]}&{v['video_id']}&good&{v['start']}&{v['end']}" for v in videos]
         (tmp / "Annotations.txt").write_text("\n".join([HEADER, *lines]) + "\n")
@@ -438,8 +473,3 @@ def generate(cfg: SynthConfig, root: str | Path, progress: bool = True) -> Path:
         write_json(meta, tmp / META_FILE)
     return root
 
-
-def _pool_context() -> mp.context.BaseContext:
-    """fork where available: no `if __name__ == "__main__"` guard needed in callers, fast start;
-    the workers only run numpy + PyAV (no torch threads to inherit)."""
-    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")

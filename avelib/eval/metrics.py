@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from avelib.data.ave import BACKGROUND, NUM_CLASSES
 
@@ -28,6 +27,8 @@ def segment_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
 
 def confusion_matrix(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """int64 [29,29], rows = true class, columns = predicted class."""
+    from torchmetrics.functional.classification import multiclass_confusion_matrix  # 3 s to import: when used
+
     p, y = _check(pred, labels)
     cm = multiclass_confusion_matrix(torch.from_numpy(p), torch.from_numpy(y), num_classes=NUM_CLASSES)
     return cm.numpy().astype(np.int64)  # [29,29]

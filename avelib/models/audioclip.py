@@ -210,7 +210,7 @@ class AudioCLIP(nn.Module):
         our own file, it must equal the stored one.
         """
         path = Path(path)
-        first = _torch_load(path)
+        first = read_checkpoint(path)
         if first.get("format") == CHECKPOINT_FORMAT:
             if second_path is not None:
                 raise CheckpointError(f"{path}: an avelib checkpoint takes no second file ({second_path})")
@@ -229,35 +229,13 @@ class AudioCLIP(nn.Module):
             model._load_state(first, str(path), fresh=())
             return model.eval()
         second_path = Path(second_path)
-        second = _torch_load(second_path)
+        second = read_checkpoint(second_path)
         state, fresh = _merge_pair(first, path, second, second_path, model)
         model._load_state(state, f"{path} + {second_path}", fresh=fresh)
         return model.eval()
 
     def _load_state(self, state: Mapping[str, Any], source: str, fresh: tuple[str, ...]) -> None:
-        own = self.state_dict()
-        ignored, unexpected, mismatched, usable = [], [], [], {}
-        for key, value in state.items():
-            if not isinstance(value, torch.Tensor):
-                raise CheckpointError(f"{source}: key {key!r} holds {type(value).__name__}, not a tensor")
-            if _is_text_key(key):
-                ignored.append(key)
-            elif key in _EMPTY_PLACEHOLDERS and value.numel() == 0:
-                ignored.append(key)
-            elif key not in own:
-                unexpected.append(key)
-            elif tuple(value.shape) != tuple(own[key].shape):
-                mismatched.append(f"{key}: file {tuple(value.shape)} vs model {tuple(own[key].shape)}")
-            else:
-                usable[key] = value
-        missing = [k for k in own if k not in usable and k not in _COMPUTED_KEYS and k not in fresh]
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing key(s): {_show(missing)}")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected key(s): {_show(unexpected)}")
-        if mismatched:
-            problems.append(f"{len(mismatched)} shape mismatch(es): {_show(mismatched)}")
+        usable, ignored, problems = fit_state(self.state_dict(), state, source, fresh)
         if problems:
             raise CheckpointError(
                 f"{source}: does not fit AudioCLIP profile {self.config.name!r}: " + "; ".join(problems)
@@ -275,6 +253,35 @@ class AudioCLIP(nn.Module):
             "computed": computed,
             "fresh": list(fresh),
         }
+
+
+def fit_state(
+    own: Mapping[str, torch.Tensor], state: Mapping[str, Any], source: str, fresh: tuple[str, ...] = ()
+) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
+    """(usable tensors, ignored text keys, problems) of a checkpoint `state` against a model's `own`."""
+    ignored, unexpected, mismatched, usable = [], [], [], {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{source}: key {key!r} holds {type(value).__name__}, not a tensor")
+        if _is_text_key(key):
+            ignored.append(key)
+        elif key in _EMPTY_PLACEHOLDERS and value.numel() == 0:
+            ignored.append(key)
+        elif key not in own:
+            unexpected.append(key)
+        elif tuple(value.shape) != tuple(own[key].shape):
+            mismatched.append(f"{key}: file {tuple(value.shape)} vs model {tuple(own[key].shape)}")
+        else:
+            usable[key] = value
+    missing = [k for k in own if k not in usable and k not in _COMPUTED_KEYS and k not in fresh]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_show(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_show(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es): {_show(mismatched)}")
+    return usable, ignored, problems
 
 
 def _merge_pair(
@@ -324,7 +331,7 @@ def _show(items: list[str], limit: int = 12) -> str:
     return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
-def _torch_load(path: Path) -> dict[str, Any]:
+def read_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:

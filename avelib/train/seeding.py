@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+from avelib.runtime import deterministic_algorithms
+
 
 def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     """Seed python, numpy and torch; return a torch Generator seeded the same way (for loaders)."""
@@ -16,6 +18,6 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        deterministic_algorithms(warn_only=True)
         torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)
