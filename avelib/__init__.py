@@ -2,8 +2,58 @@
 
 Importing it pins torch's CPU numerics (avelib.runtime): the same seed gives the same bits on any
 x86-64 CPU with AVX2 at the same thread count; `AVELIB_NUMERICS=native` opts out.
+
+The public API is `PUBLIC_API` below: each name is loaded from its module on first use
+(`avelib.finetune`), so `import avelib` stays cheap. The layers, lowest first: runtime/io/params,
+data, models, eval, train, stages/viz, predict (and tools), report/explore (tests/test_architecture.py).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from avelib.runtime import pin_numerics as _pin_numerics
 
 NUMERICS = _pin_numerics()
+
+PUBLIC_API: dict[str, str] = {
+    # data: the AVE layout, SynthAVE, decoding, the segment cache, extracted features
+    "load_dataset": "avelib.data.ave",
+    "generate": "avelib.data.synth",
+    "decode_video": "avelib.data.media",
+    "build_cache": "avelib.data.cache",
+    "SegmentCache": "avelib.data.cache",
+    "load_feature_set": "avelib.data.features",
+    # models: the AudioCLIP towers and the localizer
+    "build_audioclip": "avelib.models.audioclip",
+    "AudioCLIP": "avelib.models.audioclip",
+    "AVECLIPLocalizer": "avelib.models.localizer",
+    "LocalizerConfig": "avelib.models.localizer",
+    # training and evaluation
+    "FinetuneConfig": "avelib.train.contrastive",
+    "finetune": "avelib.train.contrastive",
+    "extract_features": "avelib.train.extract",
+    "TrainConfig": "avelib.train.localizer",
+    "EvalConfig": "avelib.train.localizer",
+    "train_model": "avelib.train.localizer",
+    "evaluate_seeds": "avelib.train.runs",
+    "evaluate_variants": "avelib.train.runs",
+    "segment_accuracy": "avelib.eval.metrics",
+    # the stages, own videos, the report
+    "run_pretrain": "avelib.stages",
+    "run_finetune": "avelib.stages",
+    "run_extract": "avelib.stages",
+    "run_axis": "avelib.train.ablations",
+    "load_localizer": "avelib.predict",
+    "predict_video": "avelib.predict",
+    "build_index": "avelib.report",
+    "load_params": "avelib.params",
+}
+__all__ = sorted(PUBLIC_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in PUBLIC_API:
+        raise AttributeError(f"module 'avelib' has no attribute {name!r}")
+    return getattr(importlib.import_module(PUBLIC_API[name]), name)

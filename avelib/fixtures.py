@@ -27,14 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from avelib.data.ave import CATEGORIES, HEADER, NUM_SEGMENTS, SPLIT_FILES, Record
-from avelib.data.synth import (
-    SynthConfig,
-    assign_labels_and_splits,
-    plan_video,
-    render_audio,
-    render_frames,
-    write_video,
-)
+from avelib.data.synth import SynthConfig, assign_labels_and_splits, plan_video, write_video
+from avelib.data.synth_render import render_audio, render_frames
 from avelib.io import atomic_path
 from avelib.models.esresnext import blackman_harris
 from avelib.runtime import pool_context

@@ -21,8 +21,35 @@ import torch
 
 from avelib.data.ave import BACKGROUND, NUM_SEGMENTS, label_name
 from avelib.io import atomic_path, write_json
-
 from avelib.models.localizer import LOCALIZER_CHECKPOINT_KEYS as CHECKPOINT_KEYS
+from avelib.params import from_dict, load_params
+
+
+@dataclass(frozen=True)
+class PredictDefaults:
+    """params.yaml section `report.predict`: own-video inference defaults."""
+
+    checkpoint: str = "models/localizer/seed0/best.pt"
+    """Localizer checkpoint (design.md format)."""
+    towers: str | None = "models/finetune/best.pt"
+    """AudioCLIP checkpoint the features are computed with (null: random-init towers of `audioclip_profile`, for smoke tests only)."""
+    audioclip_profile: str = "small"
+    """AudioCLIP profile ("small" | "paper") used when `towers` is null."""
+    frames_per_second: int = 4
+    """K frames per second averaged into the visual feature; keep it equal to the decode stage's K."""
+    batch_size: int = 64
+    """Images/audio seconds encoded per forward pass of the towers."""
+    out: str = "predictions"
+    """Output folder; each video gets `<out>/<video stem>/` (labels.json, labels.csv, timeline.png)."""
+
+
+def predict_defaults(params_path: str | Path = "params.yaml") -> PredictDefaults:
+    """The `report.predict` section of params.yaml (defaults when the file or the section is absent)."""
+    path = Path(params_path)
+    report = load_params(path).get("report") if path.is_file() else None
+    if not isinstance(report, dict) or "predict" not in report:
+        return PredictDefaults()
+    return from_dict(PredictDefaults, report["predict"], "report.predict")
 
 
 @dataclass
@@ -41,7 +68,7 @@ class LocalizerBundle:
 def load_localizer(path: str | Path, device: str | torch.device = "cpu") -> LocalizerBundle:
     """Load a localizer checkpoint in the design.md format (`models/localizer/seed<k>/best.pt`)."""
     from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig
-    from avelib.params import ParamsError, from_dict
+    from avelib.params import ParamsError
 
     path = Path(path)
     if not path.is_file():
@@ -259,9 +286,7 @@ def write_prediction(pred: Prediction, out_dir: str | Path) -> dict[str, Path]:
 
 def predict_cli(args: Any) -> int:
     """`python -m avelib predict ...` (arguments from avelib.__main__)."""
-    from avelib.report import report_config
-
-    defaults = report_config(args.params).predict
+    defaults = predict_defaults(args.params)
     checkpoint = args.checkpoint or defaults.checkpoint
     if args.audioclip_profile is not None:
         towers_path, profile = None, args.audioclip_profile

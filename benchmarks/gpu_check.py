@@ -23,7 +23,6 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,8 +31,8 @@ from torch import nn
 from avelib.data.media import decode_video
 from avelib.fixtures import iter_standin_videos
 from avelib.models.audioclip import build_audioclip
+from avelib.models.device import autocast, prepare_model, resolve_device, to_images
 from avelib.runtime import pool_context
-from avelib.train.contrastive import autocast, prepare_model, resolve_device, to_images
 from bench_localizer import localizer_speed
 from bench_towers import finetune_throughput, inference_throughput
 

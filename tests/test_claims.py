@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avelib.eval import claims, results, stats
+from avelib.eval import claims, loaders, results, stats
 from avelib.eval.metrics import summarize
 from avelib.eval.tables import README_BEGIN, README_END, readme_results, sync_readme
 from avelib.io import write_json
@@ -36,7 +36,7 @@ def make_reports(folder: Path) -> Path:
 
 
 def test_verdicts_follow_the_paired_ci(tmp_path):
-    found = {(c.group, c.other): c for c in claims.load_comparisons(make_reports(tmp_path))}
+    found = {(c.group, c.other): c for c in loaders.load_comparisons(make_reports(tmp_path))}
     assert set(found) == {("baselines", "AVEL A+V-att (our harness)"), ("refine", "off")}  # not the full model itself
     weak = found["baselines", "AVEL A+V-att (our harness)"]
     assert weak.difference == pytest.approx(0.3, abs=0.05) and weak.ci[0] > 0
@@ -85,7 +85,7 @@ def _history(levels: list[float], best: int) -> dict:
 
 
 def test_stage_a_summary_pairs_the_kept_epoch_with_the_start():
-    from avelib.train.contrastive import stage_summary
+    from avelib.eval.results import stage_summary
 
     up = stage_summary(_history([0.3, 0.5, 0.9], best=2))
     assert up["kept_epoch"] == 2 and up["start"]["a2i_r1"] < up["kept"]["a2i_r1"]
@@ -95,7 +95,7 @@ def test_stage_a_summary_pairs_the_kept_epoch_with_the_start():
 
 def test_report_page_shows_cis_differences_and_stage_a(tmp_path):
     from avelib.report import build_index
-    from avelib.train.contrastive import stage_summary
+    from avelib.eval.results import stage_summary
 
     reports = make_reports(tmp_path / "reports")
     write_json(stage_summary(_history([0.3, 0.5, 0.9], best=2)), reports / "finetune.json")

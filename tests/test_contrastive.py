@@ -14,15 +14,10 @@ import torch
 from avelib.data.ave import BACKGROUND, CATEGORIES, HEADER, load_dataset
 from avelib.data.cache import SegmentCache
 from avelib.models.audioclip import AudioCLIP, build_audioclip
-from avelib.train.contrastive import (
-    FinetuneConfig,
-    event_videos,
-    finetune,
-    retrieval_recall,
-    run_finetune,
-    sample_epoch_batches,
-    validation_pairs,
-)
+from avelib.eval.retrieval import retrieval_recall
+from avelib.stages import run_finetune
+from avelib.train.contrastive import FinetuneConfig, finetune
+from avelib.train.pairs import event_videos, sample_epoch_batches, validation_pairs
 
 K, S, R = 2, 64, 16000  # tiny cache: 2 frames per second at the small profile's input size and rate
 SPLITS = {"train": range(0, 8), "val": range(8, 12), "test": range(12, 14)}
@@ -206,7 +201,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(data, run_a, tmp_pat
     for k, v in resumed.model.state_dict().items():
         assert torch.equal(v, run_a.model.state_dict()[k]), k
     last = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert last["epoch"] == 2 and set(last) >= {"model", "optimizer", "scheduler", "rng", "history", "config"}
+    assert last["epoch"] == 2 and set(last) >= {"model", "optimizer", "scheduler", "rng", "history", "run"}
 
 
 @pytest.mark.parametrize("change", ["epochs", "initial_weights"])

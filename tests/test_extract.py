@@ -12,7 +12,8 @@ import torch
 from avelib.data.cache import SegmentCache
 from avelib.data.features import KEY, load_feature_set, read_features
 from avelib.models.audioclip import build_audioclip, normalize_frames
-from avelib.train.extract import ExtractConfig, extract_features, frame_indices, run_extract
+from avelib.stages import run_extract
+from avelib.train.extract import ExtractConfig, extract_features, frame_indices
 from test_contrastive import FAILED, K, make_dataset  # the same tiny dataset builder
 
 

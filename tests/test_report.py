@@ -296,6 +296,6 @@ def test_published_rows_come_from_eval_tables(tmp_path: Path, monkeypatch: pytes
     reports, params, lock = make_fake_reports(tmp_path)
     page = build_index(reports, params, lock, reports / "index.html").read_text()
     table = page[page.index('id="main-table"') : page.index("</table>", page.index('id="main-table"'))]
-    assert "AVE-CLIP, WACV&#x27;23" in table and "83.7" in table and "79.3" in table
+    assert "AVE-CLIP, WACV&#39;23" in table and "83.7" in table and "79.3" in table
     assert table.count("<td>AVE</td>") == 2 and table.count("<td>SynthAVE</td>") == 2
     assert "PUBLISHED missing" not in page

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from avelib.data import ave, synth
+from avelib.data import ave, synth, synth_render
 from avelib.data.media import decode_video
 from avelib.params import ParamsError, section
 
@@ -85,10 +85,10 @@ def test_determinism(tiny_root: Path, tmp_path: Path) -> None:
 _ENCODE_ONE = """
 import sys
 from pathlib import Path
-from avelib.data import synth
+from avelib.data import synth, synth_render
 cfg = synth.SynthConfig(num_videos=1, image_size=64, fps=8, sample_rate=8000, seed=0)
 plan = synth.plan_video(cfg, 0, 0)
-frames, audio = synth.render_frames(cfg, plan, 0), synth.render_audio(cfg, plan, 0)
+frames, audio = synth_render.render_frames(cfg, plan, 0), synth_render.render_audio(cfg, plan, 0)
 synth.write_video(Path(sys.argv[1]), frames, audio, cfg.fps, cfg.sample_rate, cfg.crf)
 """
 
@@ -113,7 +113,7 @@ def test_encoding_ignores_process_heap_state(tmp_path: Path) -> None:
     cfg = synth.SynthConfig(num_videos=1, image_size=64, fps=8, sample_rate=8000, seed=0)
     plan = synth.plan_video(cfg, 0, 0)
     here = tmp_path / "here.mp4"  # this process: a heap full of other tests' leftovers
-    frames, audio = synth.render_frames(cfg, plan, 0), synth.render_audio(cfg, plan, 0)
+    frames, audio = synth_render.render_frames(cfg, plan, 0), synth_render.render_audio(cfg, plan, 0)
     synth.write_video(here, frames, audio, cfg.fps, cfg.sample_rate, cfg.crf)
     assert outs[0] == outs[1] == here.read_bytes()
 
@@ -152,11 +152,11 @@ def test_event_length_distribution() -> None:
 
 
 def test_signatures_distinct_and_pair_unambiguous() -> None:
-    sigs = [synth.signature(c) for c in range(28)]
+    sigs = [synth_render.signature(c) for c in range(28)]
     assert len({(s["shape"], s["colour"], s["texture"]) for s in sigs}) == 28
     assert len({(s["timbre"], s["pitch_hz"], s["rhythm_hz"]) for s in sigs}) == 28
     # the coarse visual group (shape) and coarse audio group (timbre) together name the class
-    assert len({(synth.visual_group(c), synth.audio_group(c)) for c in range(28)}) == 28
+    assert len({(synth_render.visual_group(c), synth_render.audio_group(c)) for c in range(28)}) == 28
 
 
 def test_ambiguity_knobs() -> None:

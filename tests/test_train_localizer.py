@@ -13,15 +13,8 @@ from avelib.data.features import synthetic_features, write_features
 from avelib.models.baselines import BaselineConfig
 from avelib.models.localizer import LocalizerConfig
 from avelib.params import ParamsError, load_params, section
-from avelib.train.localizer import (
-    EvalConfig,
-    PhaseConfig,
-    TrainConfig,
-    build_model,
-    evaluate_seeds,
-    predict_arrays,
-    train_model,
-)
+from avelib.train.localizer import EvalConfig, PhaseConfig, TrainConfig, predict_arrays, train_model
+from avelib.train.runs import build_model, evaluate_seeds
 from avelib.train.seeding import seed_everything
 
 SMALL = LocalizerConfig(hidden=16, heads=2, windows=(10, 5, 3))
@@ -180,7 +173,7 @@ def test_params_yaml_sections_parse():
 
 
 def test_evaluate_variants_runs_all_models(data, tmp_path, monkeypatch):
-    import avelib.train.localizer as L
+    import avelib.train.runs as L
 
     feats, y, s = data
     monkeypatch.setattr(L, "VARIANTS", (("aveclip", "aveclip", None), ("aveclip_audio_only", "aveclip", "audio"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from avelib.eval.stats import direction
@@ -56,19 +55,6 @@ def ablation_comparisons(axes: Mapping[str, Sequence[Mapping[str, Any]]]) -> lis
     return [flipped(axis, str(v["name"]), v["vs_reference"])
             for axis, variants in axes.items() for v in variants
             if v.get("vs_reference") and not v.get("is_full_model")]
-
-
-def load_comparisons(reports: str | Path) -> list[Comparison]:
-    """Every comparison of a reports folder (files that are missing contribute none)."""
-    from avelib.report import load_ablations, load_baselines
-
-    reports = Path(reports)
-    out: list[Comparison] = []
-    if (reports / "baselines.json").is_file():
-        out += baseline_comparisons(load_baselines(reports / "baselines.json"))
-    if (reports / "ablations.json").is_file():
-        out += ablation_comparisons(load_ablations(reports / "ablations.json"))
-    return out
 
 
 def points(x: float) -> str:

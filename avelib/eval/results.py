@@ -1,19 +1,21 @@
-"""The files the evaluation stage writes: main metrics, baselines, plot tables, example videos."""
+"""The result files of the stages: stage-A summary and plot tables, main metrics, baselines, example videos."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from avelib.eval.stats import compare_runs
-from avelib.io import atomic_path
+from avelib.eval.stats import compare_runs, paired_difference
+from avelib.io import write_csv
 
 # what every table row carries of a run: accuracies over seeds, the test CI and the per-video scores
 SUMMARY_KEYS = ("test_accuracy", "test_accuracy_ci", "test_accuracy_no_postprocess", "val_accuracy",
                 "test_correct_seconds")
+
+FINETUNE_LOSS_CSV = "plots/finetune_loss.csv"
+FINETUNE_RECALL_CSV = "plots/finetune_recall.csv"
 
 # How each run of the evaluation stage is named in tables (the same harness, features and protocol).
 RUN_LABELS = {
@@ -25,9 +27,41 @@ RUN_LABELS = {
 }
 
 
+def write_finetune_plots(out_dir: Path, history: list[dict[str, Any]], ks: tuple[int, ...]) -> None:
+    """Stage A's DVC plot files: per-epoch train losses and validation recalls (columns start with `epoch`)."""
+    loss_cols = ["train_loss", "train_contrastive", "train_fbsp", "lr"]
+    if any("train_label" in h for h in history):
+        loss_cols.insert(3, "train_label")
+    rows = [[h["epoch"]] + [h[c] for c in loss_cols] for h in history if h["epoch"] > 0]
+    write_csv(out_dir / FINETUNE_LOSS_CSV, ["epoch"] + loss_cols, rows)
+    rec_cols = [f"{d}_r{k}" for d in ("a2i", "i2a") for k in ks] + [f"chance_r{k}" for k in ks]
+    rows = [[h["epoch"]] + [h[c] for c in rec_cols] + list(h["a2i_r1_ci"]) for h in history]
+    write_csv(out_dir / FINETUNE_RECALL_CSV, ["epoch"] + rec_cols + ["a2i_r1_ci_low", "a2i_r1_ci_high"], rows)
+
+
+def stage_summary(history: Mapping[str, Any]) -> dict[str, Any]:
+    """`reports/finetune.json` from a `history.json`: the kept epoch vs the start (epoch 0) on validation
+    audio->image R@1, each with its CI, and their paired difference over validation videos (video-weighted)."""
+    epochs = {h["epoch"]: h for h in history["epochs"]}
+    kept = epochs[history["best_epoch"]]
+    start = epochs.get(0)
+    versus = None
+    if start is not None and "a2i_r1_per_video" in start:
+        versus = paired_difference(np.asarray([kept["a2i_r1_per_video"]]), np.asarray([start["a2i_r1_per_video"]]))
+    curve = [{k: v for k, v in h.items() if not k.endswith("_per_video")} for h in history["epochs"]]
+    return {"kept_epoch": int(history["best_epoch"]), "kept": _r1(kept), "start": _r1(start) if start else None,
+            "kept_minus_start": versus, "val_pairs": kept.get("val_pairs"), "val_videos": kept.get("val_videos"),
+            "epochs": curve}
+
+
+def _r1(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {"a2i_r1": entry["a2i_r1"], "a2i_r1_ci": entry.get("a2i_r1_ci"), "chance_r1": entry.get("chance_r1")}
+
+
 def main_metrics(run: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    """`reports/metrics.json`: the AVE-CLIP run without its per-epoch histories (those go to plots)."""
-    return {k: v for k, v in run.items() if k != "history"} | {"dataset": dataset}
+    """`reports/metrics.json`: the AVE-CLIP run without its per-epoch histories (those go to plots) and
+    without wall-clock times (they differ on every run; models/localizer/metrics.json keeps them)."""
+    return {k: v for k, v in run.items() if k not in ("history", "train_seconds")} | {"dataset": dataset}
 
 
 def summary(run: Mapping[str, Any], reference: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -47,13 +81,8 @@ def baselines_summary(runs: Mapping[str, Mapping[str, Any]], main: Mapping[str, 
 def write_history_csv(histories: Sequence[Sequence[Mapping[str, Any]]], seeds: Sequence[int], path: str | Path) -> None:
     """One row per (seed, epoch): a DVC plot of the training curves."""
     cols = ["seed", "epoch", "train_loss", "val_accuracy", "lr"]
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-            w.writeheader()
-            for seed, hist in zip(seeds, histories):
-                for row in hist:
-                    w.writerow({"seed": seed, **row})
+    rows = [[seed] + [row[c] for c in cols[1:]] for seed, hist in zip(seeds, histories) for row in hist]
+    write_csv(path, cols, rows)
 
 
 def per_video_accuracy(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:

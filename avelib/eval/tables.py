@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from avelib.eval.claims import FULL_MODEL, FULL_ROW, ci_text, versus_cells
+from avelib.eval.loaders import load_ablations, load_baselines, load_metrics, stage_a_text
 from avelib.io import atomic_path, read_json
 
 AVE_TEST = "AVE test (402 videos)"
@@ -85,8 +86,6 @@ def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
 
 def readme_results(reports: str | Path) -> str:
     """The README's results tables (markdown) from `reports/{metrics,baselines,ablations}.json`."""
-    from avelib.report import load_ablations, load_baselines, load_metrics, stage_a_text
-
     reports = Path(reports)
     main = load_metrics(reports / "metrics.json")
     seeds, videos = main["test_accuracy_ci"]["seeds"], main["test_accuracy_ci"]["videos"]

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from avelib.data.ave import NUM_SEGMENTS
 from avelib.data.features import FEATURE_FILES, write_features
 from avelib.io import atomic_path, write_json
-from avelib.params import resolved, section
-from avelib.train.contrastive import audioclip_params, autocast, initial_model, prepare_model, resolve_device, to_images
+from avelib.params import resolved
+from avelib.models.device import autocast, prepare_model, resolve_device, to_images
 
 REPORT = "extract_report.json"
 
@@ -173,25 +173,3 @@ def _cause(video_id: str, failures: Mapping[str, str]) -> str:
         if video_id and video_id in str(file):
             return cause
     return "decode failed (cache.ok is false)"
-
-
-def run_extract(
-    params: Mapping[str, Any], cache_dir: str | Path, checkpoint: str | Path | None, out_dir: str | Path,
-    progress: bool = True,
-) -> ExtractResult:
-    """Stage B from params. `checkpoint`: our fine-tuned `best.pt` -> `finetuned` features; None -> the
-    towers fine-tuning started from (pretrained, or the `finetune.seed` random init) -> `frozen` features."""
-    from avelib.data.cache import SegmentCache
-    from avelib.models.audioclip import build_audioclip
-
-    cfg = section(params, "extract", ExtractConfig)
-    cache = SegmentCache.open(cache_dir)
-    towers = audioclip_params(params)
-    if checkpoint is None:
-        model = initial_model(params)
-        source = {"towers": "initial", "audioclip": resolved(towers),
-                  "finetune_seed": params["finetune"].get("seed", 0) if isinstance(params.get("finetune"), Mapping) else 0}
-    else:
-        model = build_audioclip(towers.profile, str(checkpoint))
-        source = {"towers": "finetuned", "audioclip": resolved(towers), "checkpoint": str(checkpoint)}
-    return extract_features(model, cache, cfg, out_dir, progress=progress, extra_report=source)

@@ -1,14 +1,12 @@
-"""Stage C: training and seed-averaged evaluation of the localizer and the baselines.
+"""Stage C: training of the localizer and the baselines on extracted features.
 
 `train_model` trains any model of the suite (interface in avelib.models.baselines) on whole in-memory
 feature arrays, selects the epoch on VALIDATION accuracy, and is deterministic on CPU for a seed and
-resumable from `last.pt`. `evaluate_seeds` trains one model kind per seed, tunes the post-processing
-L on validation, tests, and returns the metrics dict of `reports/metrics.json` (design.md).
+resumable from `last.pt` (avelib.train.checkpointing). The seed-averaged runs are in avelib.train.runs.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -19,20 +17,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from avelib.data.ave import CATEGORIES, NUM_SEGMENTS
-from avelib.data.features import load_feature_set
+from avelib.data.ave import NUM_SEGMENTS
 from avelib.eval import metrics as M
-from avelib.eval import stats
-from avelib.eval.postprocess import choose_max_len, smooth_predictions
-from avelib.io import atomic_path, write_json
-from avelib.models.baselines import AVELAttention, BaselineConfig, SegmentMLP, segment_predictions
-from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig, localizer_checkpoint
+from avelib.io import write_json
+from avelib.models.device import cpu_state, resolve_device
+from avelib.models.baselines import BaselineConfig, segment_predictions
 from avelib.params import resolved
-from avelib.train.contrastive import cpu_state, resolve_device
+from avelib.train.checkpointing import LAST, load_resume_point, save_resume_point, save_torch
 from avelib.train.seeding import seed_everything
-
-ModelKind = Literal["aveclip", "avel", "mlp"]
-
 
 @dataclass(frozen=True)
 class PhaseConfig:
@@ -170,11 +162,6 @@ def predict_arrays(
     return pred, (torch.cat(alphas).numpy() if alphas else None)
 
 
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
 def train_model(
     model: torch.nn.Module,
     features: tuple[Any, Any],
@@ -219,19 +206,17 @@ def train_model(
     best_val, best_epoch, best_windows = -1.0, -1, None
     best_state: dict[str, torch.Tensor] = {}
     start = 0
-    last = Path(out_dir) / "last.pt" if out_dir is not None else None
-    if last is not None and last.is_file():
-        ck = torch.load(last, map_location="cpu", weights_only=True)  # optimizer state follows the params
-        if ck.get("run") == run_id:
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            torch.set_rng_state(ck["rng"])
-            gen.set_state(ck["gen"])
-            history, start = ck["history"], ck["epoch"]
-            best_val, best_epoch = ck["best_val"], ck["best_epoch"]
-            best_state = {k: v.cpu() for k, v in ck["best_state"].items()}
-            best_windows = tuple(ck["best_windows"]) if ck["best_windows"] is not None else None
+    last = Path(out_dir) / LAST if out_dir is not None else None
+    ck = load_resume_point(last, run_id, f"train seed {seed}") if last is not None else None
+    if ck is not None:  # optimizer state follows the params
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        gen.set_state(ck["gen"])
+        history, start = ck["history"], ck["epoch"]
+        best_val, best_epoch = ck["best_val"], ck["best_epoch"]
+        best_state = {k: v.cpu() for k, v in ck["best_state"].items()}
+        best_windows = tuple(ck["best_windows"]) if ck["best_windows"] is not None else None
     resumed_from = start
 
     end = total if stop_after is None else min(total, start + stop_after)
@@ -266,190 +251,19 @@ def train_model(
         if progress:
             bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val=f"{val_acc:.3f}")
         if last is not None:
-            _save_checkpoint(last, {
-                "run": run_id, "epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "rng": torch.get_rng_state(), "gen": gen.get_state(),
-                "history": history, "best_val": best_val, "best_epoch": best_epoch, "best_state": best_state,
-                "best_windows": list(best_windows) if best_windows is not None else None,
-            })
+            save_resume_point(last, run_id, epoch=epoch + 1, model=model.state_dict(), optimizer=opt.state_dict(),
+                              scheduler=sched.state_dict(), gen=gen.get_state(), history=history, best_val=best_val,
+                              best_epoch=best_epoch, best_state=best_state,
+                              best_windows=list(best_windows) if best_windows is not None else None)
 
     model.to("cpu")  # evaluation, checkpoints and inference work on the CPU copy
     if best_state:
         model.load_state_dict(best_state)
         _set_windows(model, best_windows)
     if out_dir is not None and len(history) == total:
-        _save_checkpoint(Path(out_dir) / "best.pt", {"model": best_state, "epoch": best_epoch, "val_accuracy": best_val,
+        save_torch(Path(out_dir) / "best.pt", {"model": best_state, "epoch": best_epoch, "val_accuracy": best_val,
                                                      "windows": list(best_windows) if best_windows else None,
                                                      "params": run_id})
         write_json({"history": history, "best_epoch": best_epoch, "best_val_accuracy": best_val, "params": run_id},
                    Path(out_dir) / "history.json")
     return TrainResult(history, best_epoch, best_val, best_state, best_windows, resumed_from)
-
-
-def _nanmean(values: list[float]) -> float:
-    """Mean over the finite values; NaN (no warning) when there are none, e.g. no event ever predicted."""
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
-
-
-def build_model(
-    kind: ModelKind, model_cfg: LocalizerConfig | BaselineConfig, audio_dim: int, visual_dim: int
-) -> torch.nn.Module:
-    """A fresh model of `kind` ('aveclip' needs a LocalizerConfig, 'avel'/'mlp' a BaselineConfig)."""
-    if kind == "aveclip":
-        if not isinstance(model_cfg, LocalizerConfig):
-            raise TypeError(f"model kind 'aveclip' needs a LocalizerConfig, got {type(model_cfg).__name__}")
-        return AVECLIPLocalizer(model_cfg, audio_dim, visual_dim)
-    if not isinstance(model_cfg, BaselineConfig):
-        raise TypeError(f"model kind '{kind}' needs a BaselineConfig, got {type(model_cfg).__name__}")
-    if kind == "avel":
-        return AVELAttention(model_cfg, audio_dim, visual_dim)
-    if kind == "mlp":
-        return SegmentMLP(model_cfg, audio_dim, visual_dim)
-    raise ValueError(f"unknown model kind {kind!r}; expected aveclip, avel or mlp")
-
-
-def evaluate_seeds(
-    features: str | Path | tuple[Any, Any],
-    labels: Any,
-    splits: dict[str, Any],
-    model_kind: ModelKind,
-    model_cfg: LocalizerConfig | BaselineConfig,
-    train_cfg: TrainConfig,
-    eval_cfg: EvalConfig,
-    out_dir: str | Path | None = None,
-    dataset: str = "unknown",
-    progress: bool = True,
-    encoder: str = "unknown",
-) -> dict[str, Any]:
-    """Train `model_kind` once per seed, choose L on validation, test; the metrics dict (and files in out_dir).
-
-    Keys: dataset, model, test_accuracy / test_accuracy_no_postprocess / val_accuracy {mean,std,per_seed},
-    test_accuracy_ci (crossed bootstrap, avelib.eval.stats), test_correct_seconds (per seed, per test video),
-    chosen_max_len (per seed), per_class_accuracy (class name -> mean over seeds), confusion_matrix
-    (29x29, summed over seeds, post-processed), event_background_pr (mean over seeds), best_epoch,
-    train_seconds, history (per seed), params. out_dir gets `metrics.json`, `predictions.npz` and a
-    folder per seed with its checkpoints; for AVE-CLIP `seed<k>/best.pt` is the inference checkpoint
-    (avelib.models.localizer.localizer_checkpoint, with the chosen L and `encoder` recorded).
-    """
-    if isinstance(features, (str, Path)):
-        audio, visual = load_feature_set(features, visual=eval_cfg.visual)
-    else:
-        audio, visual = np.asarray(features[0]), np.asarray(features[1])
-    labels = np.asarray(labels, dtype=np.int64)  # [N,10]
-    va, te = np.asarray(splits["val"]), np.asarray(splits["test"])
-    out = Path(out_dir) if out_dir is not None else None
-    if model_kind != "aveclip":
-        train_cfg = dataclasses.replace(train_cfg, lr=eval_cfg.baseline_lr)
-    acc, acc_raw, val_acc, chosen, epochs, seconds, histories, correct = [], [], [], [], [], [], [], []
-    per_class, pr_runs, conf = [], [], np.zeros((29, 29), dtype=np.int64)
-    preds: dict[str, np.ndarray] = {"test_index": te, "test_labels": labels[te]}
-    for seed in eval_cfg.seeds:
-        seed_everything(seed)  # the initial weights depend on the seed
-        model = build_model(model_kind, model_cfg, audio.shape[-1], visual.shape[-1])
-        t0 = time.perf_counter()
-        res = train_model(model, (audio, visual), labels, splits, train_cfg, seed=seed,
-                          out_dir=out / f"seed{seed}" if out is not None else None, progress=progress)
-        seconds.append(time.perf_counter() - t0)
-        val_pred, _ = predict_arrays(model, audio[va], visual[va])  # [Nva,10]
-        max_len, _ = choose_max_len(val_pred, labels[va], eval_cfg.postprocess_candidates)
-        raw, alpha = predict_arrays(model, audio[te], visual[te])  # [Nte,10]
-        post = smooth_predictions(raw, max_len)  # [Nte,10]
-        if out is not None and isinstance(model, AVECLIPLocalizer):
-            ck = localizer_checkpoint(model, audio.shape[-1], visual.shape[-1], max_len, encoder, eval_cfg.visual,
-                                      res.best_windows, epoch=res.best_epoch, val_accuracy=res.best_val_accuracy)
-            _save_checkpoint(out / f"seed{seed}" / "best.pt", ck)
-        acc.append(M.segment_accuracy(post, labels[te]))
-        correct.append((post == labels[te]).sum(axis=1).tolist())  # [Nte] correct seconds per test video
-        acc_raw.append(M.segment_accuracy(raw, labels[te]))
-        val_acc.append(M.segment_accuracy(val_pred, labels[va]))
-        chosen.append(max_len)
-        epochs.append(res.best_epoch)
-        histories.append(res.history)
-        per_class.append(M.per_class_accuracy(post, labels[te]))
-        pr_runs.append(M.event_background_pr(post, labels[te]))
-        conf += M.confusion_matrix(post, labels[te])
-        preds[f"pred_seed{seed}"] = post
-        preds[f"raw_seed{seed}"] = raw
-        if alpha is not None:
-            preds[f"alpha_seed{seed}"] = alpha
-    stacked = np.stack(per_class)  # [S,29], NaN where a class has no test segment
-    seen = ~np.isnan(stacked)
-    pc = np.where(seen.any(0), np.where(seen, stacked, 0.0).sum(0) / np.maximum(seen.sum(0), 1), np.nan)  # [29]
-    names = list(CATEGORIES) + ["background"]
-    metrics: dict[str, Any] = {
-        "dataset": dataset,
-        "model": model_kind,
-        "test_accuracy": M.summarize(acc),
-        "test_accuracy_ci": stats.accuracy_ci(stats.per_video_accuracy(correct)),
-        "test_correct_seconds": correct,
-        "test_accuracy_no_postprocess": M.summarize(acc_raw),
-        "val_accuracy": M.summarize(val_acc),
-        "chosen_max_len": chosen,
-        "best_epoch": epochs,
-        "train_seconds": seconds,
-        "per_class_accuracy": {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, pc)},
-        "confusion_matrix": conf.tolist(),
-        "event_background_pr": {
-            side: {k: _nanmean([r[side][k] for r in pr_runs]) for k in ("precision", "recall", "f1")}
-            for side in ("event", "background")
-        },
-        "history": histories,
-        "params": {"model": resolved(model_cfg), "train": resolved(train_cfg), "evaluate": resolved(eval_cfg)},
-    }
-    if out is not None:
-        write_json(metrics, out / "metrics.json")
-        with atomic_path(out / "predictions.npz") as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **preds)
-    return metrics
-
-
-VARIANTS: tuple[tuple[str, ModelKind, str | None], ...] = (
-    ("aveclip", "aveclip", None),
-    ("aveclip_audio_only", "aveclip", "audio"),
-    ("aveclip_visual_only", "aveclip", "visual"),
-    ("avel", "avel", None),
-    ("mlp", "mlp", None),
-)
-
-
-def evaluate_variants(
-    features: str | Path | tuple[Any, Any],
-    labels: Any,
-    splits: dict[str, Any],
-    localizer_cfg: LocalizerConfig,
-    train_cfg: TrainConfig,
-    eval_cfg: EvalConfig,
-    out_dir: str | Path | None = None,
-    dataset: str = "unknown",
-    progress: bool = True,
-    names: tuple[str, ...] | None = None,
-    encoder: str = "unknown",
-) -> dict[str, Any]:
-    """The evaluation stage: AVE-CLIP, its audio-only and visual-only variants, AVEL and the MLP
-    (`names` picks a subset of VARIANTS by name).
-
-    Returns the AVE-CLIP metrics at the top level (the `reports/metrics.json` format) with a
-    `variants` key holding every run's metrics (AVE-CLIP included) by name; each run also writes
-    `<out_dir>/<name>/metrics.json`, and `<out_dir>/metrics.json` gets the combined dict.
-    """
-    if isinstance(features, (str, Path)):
-        features = load_feature_set(features, visual=eval_cfg.visual)
-    out = Path(out_dir) if out_dir is not None else None
-    runs: dict[str, Any] = {}
-    for name, kind, modality in VARIANTS:
-        if names is not None and name not in names:
-            continue
-        if kind == "aveclip":
-            cfg: LocalizerConfig | BaselineConfig = (
-                localizer_cfg if modality is None else dataclasses.replace(localizer_cfg, modality=modality)
-            )
-        else:
-            cfg = eval_cfg.baseline
-        runs[name] = evaluate_seeds(features, labels, splits, kind, cfg, train_cfg, eval_cfg,
-                                    out / name if out is not None else None, dataset, progress, encoder)
-    combined = {**runs.get("aveclip", {}), "variants": runs}
-    if out is not None:
-        write_json(combined, out / "metrics.json")
-    return combined

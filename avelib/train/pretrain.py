@@ -10,7 +10,7 @@ The pool is generated with the `synth` settings except its own size, split and s
 and trained by `avelib.train.contrastive.finetune` (the `towers` settings, `label_weight` > 0) on its
 train split, the epoch kept by audio->image R@1 on its val split. The result, `<out_dir>/best.pt`, is
 what `audioclip.checkpoint` points the fine-tuning stage at. With `enabled: false` (real AudioCLIP
-weights) the stage only writes `<out_dir>/skipped.json`.
+weights) the stage only writes `<out_dir>/skipped.json`. Entry point: `avelib.stages.run_pretrain`.
 """
 
 from __future__ import annotations
@@ -18,15 +18,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
 
-from avelib.data.ave import load_dataset
-from avelib.data.cache import DecodeConfig, SegmentCache, build_cache
+from avelib.data.cache import DecodeConfig, build_cache
 from avelib.data.synth import SynthConfig, generate
 from avelib.io import read_json, write_json
-from avelib.params import resolved, section
-from avelib.train.contrastive import FinetuneConfig, FinetuneResult, audioclip_params, finetune
-from avelib.train.seeding import seed_everything
+from avelib.params import resolved
+from avelib.train.contrastive import FinetuneConfig
 
 SKIPPED = "skipped.json"
 POOL_RECORD = "pool.json"
@@ -70,24 +67,3 @@ def prepare_pool(synth: SynthConfig, decode: DecodeConfig, pool_dir: str | Path,
     build_cache(root, cache_dir, decode, progress=progress)
     write_json(record, made)
     return root, cache_dir
-
-
-def run_pretrain(params: Mapping[str, Any], pool_dir: str | Path, out_dir: str | Path,
-                 progress: bool = True) -> FinetuneResult | None:
-    """The stage from params (`synth`, `decode`, `audioclip`, `pretrain`); None when disabled."""
-    from avelib.models.audioclip import build_audioclip
-
-    cfg = section(params, "pretrain", PretrainConfig)
-    out_dir = Path(out_dir)
-    if not cfg.enabled:
-        Path(pool_dir).mkdir(parents=True, exist_ok=True)
-        write_json({"enabled": False, "why": "pretrain.enabled is false"}, out_dir / SKIPPED)
-        return None
-    (out_dir / SKIPPED).unlink(missing_ok=True)
-    synth = pool_config(section(params, "synth", SynthConfig), cfg)
-    root, cache_dir = prepare_pool(synth, section(params, "decode", DecodeConfig), pool_dir, progress=progress)
-    dataset = load_dataset(root)
-    seed_everything(cfg.towers.seed)  # the random init of the towers
-    model = build_audioclip(audioclip_params(params).profile, None)
-    return finetune(model, SegmentCache.open(cache_dir), dataset.labels, dataset.splits, cfg.towers, out_dir,
-                    progress=progress)

@@ -9,14 +9,18 @@ The pictures themselves live with their topic: viz.data, viz.training, viz.local
 from __future__ import annotations
 
 import base64
+import csv
 import contextlib
 import io
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+
+from avelib.eval.loaders import ReportInputError
+from avelib.io import atomic_path, read_json
 
 # One look for all plots: white background, light grid, readable sizes on a laptop screen.
 STYLE: dict[str, object] = {
@@ -91,8 +95,6 @@ def file_to_data_uri(path: str | Path) -> str:
 
 def save_figure(fig: Figure, path: str | Path, dpi: int | None = None) -> Path:
     """Write a Figure to a PNG file atomically."""
-    from avelib.io import atomic_path
-
     path = Path(path)
     png = figure_to_png(fig, dpi=dpi)
     with atomic_path(path) as tmp:
@@ -120,3 +122,57 @@ def mean_std_plot(
         ax.set_xlim(max(0.0, lo - pad), min(100.0, hi + pad) if hi <= 100 else hi + pad)
         ax.set_ylim(n - 0.5, -0.5)
     return fig
+
+
+def read_plot_table(path: Path) -> list[dict[str, Any]]:
+    """A DVC plot file (CSV with header, or JSON list of records / {key: [records]}) as records."""
+    if path.suffix == ".csv":
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f))
+    data = read_json(path)
+    if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
+        data = next(iter(data.values()))  # DVC's {"name": [records]} form
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise ReportInputError(f"{path}: a plot file must hold a list of records (objects)")
+    return data
+
+
+def plot_records(records: list[dict[str, Any]], title: str):  # -> Figure | None
+    """Line plot of every numeric column against the first column; None when nothing is numeric."""
+    if not records:
+        return None
+    cols = list(records[0].keys())
+    x_key, y_keys = cols[0], []
+
+    def num(v: Any) -> float | None:
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return None
+
+    xs = [num(r.get(x_key)) for r in records]
+    if any(x is None for x in xs):
+        return None
+    for c in cols[1:]:
+        if all(num(r.get(c)) is not None for r in records):
+            y_keys.append(c)
+    if not y_keys:
+        return None
+    fig, axes = new_figure(width=5.6, height=3.2)
+    ax = axes[0, 0]
+    for c in y_keys:
+        ax.plot(xs, [num(r[c]) for r in records], marker="." if len(records) < 40 else None, label=c)
+    ax.set_xlabel(x_key)
+    ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def ablation_figure(axis: str, variants: Sequence[Mapping[str, Any]]) -> Figure:
+    """Test accuracy mean ± std of the variants of one axis."""
+    return mean_std_plot(
+        [v["name"] for v in variants],
+        [100.0 * v["test_accuracy"]["mean"] for v in variants],
+        [100.0 * v["test_accuracy"]["std"] for v in variants],
+        title=f"ablation: {axis} (test accuracy, mean ± std)",
+    )

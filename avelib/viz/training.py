@@ -121,7 +121,8 @@ def retrieval_heatmap(
 
     `names` (optional, one per cache row, e.g. category names) label the axes; default: video ids.
     """
-    from avelib.train.contrastive import embed_pairs, event_videos, resolve_device, validation_pairs
+    from avelib.models.device import resolve_device
+    from avelib.train.pairs import embed_pairs, event_videos, validation_pairs
 
     videos = event_videos(labels, splits["val"], cache.ok)
     pairs = validation_pairs(videos, np.asarray(labels), int(cache.frames_per_second), 1)  # [M,3]

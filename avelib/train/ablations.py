@@ -18,7 +18,8 @@ from avelib.eval.results import summary
 from avelib.io import read_json, write_json
 from avelib.models.localizer import LocalizerConfig
 from avelib.params import ParamsError, from_dict
-from avelib.train.localizer import EvalConfig, PhaseConfig, TrainConfig, evaluate_seeds
+from avelib.train.localizer import EvalConfig, PhaseConfig, TrainConfig
+from avelib.train.runs import evaluate_seeds
 
 VARIANT_KEYS = ("features", "localizer", "train", "evaluate")
 

@@ -1,0 +1,75 @@
+"""What the report records of the machine and the data: versions, CPU/GPU and the dvc.lock hashes."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from avelib.eval.loaders import ReportInputError
+
+DEFAULT_PACKAGES: tuple[str, ...] = (
+    "torch", "torchvision", "torchaudio", "numpy", "av", "h5py", "einops", "torchmetrics",
+    "matplotlib", "seaborn", "dvc", "papermill", "nbconvert", "ipywidgets",
+)  # fmt: skip
+
+
+def environment_info(packages: Sequence[str] = DEFAULT_PACKAGES) -> dict[str, str]:
+    """Python, platform, CPU/GPU and package versions of the machine building the report."""
+    info = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu cores": str(os.cpu_count()),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        else:
+            info["gpu"] = "none (CPU only)"
+    except ImportError:
+        info["torch"] = "not installed"
+    for name in packages:
+        try:
+            info[f"package {name}"] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            info[f"package {name}"] = "not installed"
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def data_hashes(lock_path: Path) -> list[tuple[str, str, str, str]]:
+    """(stage, path, md5, size) of every stage output in dvc.lock."""
+    try:
+        lock = yaml.safe_load(lock_path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ReportInputError(f"{lock_path}: not valid YAML: {e}") from e
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    if not isinstance(stages, dict):
+        raise ReportInputError(f"{lock_path}: expected a 'stages' mapping (DVC 3 lock file)")
+    rows = []
+    for stage, body in stages.items():
+        for out in (body or {}).get("outs", []) or []:
+            if not isinstance(out, dict) or "path" not in out:
+                raise ReportInputError(f"{lock_path}: stage '{stage}' has an out without 'path': {out!r}")
+            size = out.get("size")
+            extra = f"{size} B" + (f", {out['nfiles']} files" if "nfiles" in out else "") if size is not None else ""
+            rows.append((str(stage), str(out["path"]), str(out.get("md5", out.get("hash", "—"))), extra))
+    return rows

@@ -1,0 +1,97 @@
+"""reports/index.html: the one page a reader opens first.
+
+The page is self-contained and renders offline: one inline stylesheet (templates/style.css), no
+scripts, no fonts, every plot inlined as a `data:` URI; the only links are relative ones to the
+executed notebooks' HTML under reports/html/. It holds no build time, so rebuilding it from the same
+inputs gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from avelib.io import atomic_path
+from avelib.params import load_params, section
+from avelib.predict import PredictDefaults
+from avelib.report import blocks as B
+from avelib.report import sections
+from avelib.report.environment import DEFAULT_PACKAGES, data_hashes, environment_info
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """params.yaml section `report`: the index page and own-video inference defaults."""
+
+    reports_dir: str = "reports"
+    """Folder the pipeline writes its reports into (metrics.json, ablations.json, figures/, html/, ...)."""
+    out: str = "reports/index.html"
+    """The page written by `python -m avelib report`."""
+    title: str = "AVE-CLIP reproduction"
+    """Title of the index page."""
+    packages: tuple[str, ...] = DEFAULT_PACKAGES
+    """Python packages whose installed versions the environment section lists."""
+    predict: PredictDefaults = field(default_factory=PredictDefaults)
+    """Defaults of `python -m avelib predict` (each overridable on the command line)."""
+
+
+def report_config(params_path: str | Path = "params.yaml") -> ReportConfig:
+    """The `report` section of params.yaml (defaults when the file or the section is absent)."""
+    path = Path(params_path)
+    if not path.is_file():
+        return ReportConfig()
+    params = load_params(path)
+    return section(params, "report", ReportConfig) if "report" in params else ReportConfig()
+
+
+def _section(id: str, title: str, blocks: list[B.Block]) -> dict[str, object]:
+    return {"id": id, "title": title, "nav": title.split(" (")[0], "blocks": blocks}
+
+
+def render_index(
+    reports_dir: str | Path = "reports",
+    params_path: str | Path = "params.yaml",
+    lock_path: str | Path = "dvc.lock",
+    out: str | Path = "reports/index.html",
+    title: str = "AVE-CLIP reproduction",
+    packages: Sequence[str] = DEFAULT_PACKAGES,
+) -> str:
+    """The index page as one HTML string (see `build_index`)."""
+    reports, params_path, lock_path, out = Path(reports_dir), Path(params_path), Path(lock_path), Path(out)
+    params = [B.pre(params_path.read_text())] if params_path.is_file() else [B.missing(params_path)]
+    if not lock_path.is_file():
+        lock = [B.missing(lock_path)]
+    else:
+        hashes = data_hashes(lock_path)
+        lock = [B.table(["stage", "output", "md5", "size"], hashes, id="hashes")] if hashes else [
+            B.na(f"{lock_path}: no stage outputs")]
+    page = [
+        _section("main", "Main result", sections.main_table(reports)),
+        _section("ablations", "Ablations", sections.ablations(reports)),
+        _section("stage-a", "Stage A: contrastive fine-tuning", sections.finetune(reports)),
+        _section("run", "Training curves and confusion matrix", sections.run_figures(reports)),
+        _section("curves", "Other plots (reports/plots)", sections.plots(reports)),
+        _section("figures", "Figures (confusion matrix, timelines, ...)", sections.figures(reports)),
+        _section("notebooks", "Executed notebooks", sections.notebooks(reports, out)),
+        _section("environment", "Environment", [B.table(["item", "value"], environment_info(packages).items())]),
+        _section("params", f"Parameters ({params_path.name})", params),
+        _section("hashes", "Data hashes (dvc.lock)", lock),
+    ]
+    return B.environment().get_template("index.html.j2").render(title=title, sections=page)
+
+
+def build_index(
+    reports_dir: str | Path = "reports",
+    params_path: str | Path = "params.yaml",
+    lock_path: str | Path = "dvc.lock",
+    out: str | Path = "reports/index.html",
+    title: str = "AVE-CLIP reproduction",
+    packages: Sequence[str] = DEFAULT_PACKAGES,
+) -> Path:
+    """Write the self-contained, offline index page atomically; return its path."""
+    page = render_index(reports_dir, params_path, lock_path, out, title, packages)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return out

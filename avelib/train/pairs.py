@@ -1,0 +1,140 @@
+"""(audio second, frame) pairs of the segment cache: sampling for training, every event second for
+validation, batch gathering from the memmapped cache and the embedding pass of the towers."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from avelib.data.ave import BACKGROUND
+from avelib.models.device import autocast, to_images
+
+
+def event_videos(labels: np.ndarray, indices: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Indices (subset of `indices`) of decoded videos with at least one event second."""
+    indices = np.asarray(indices, dtype=np.int64)
+    has_event = (np.asarray(labels)[indices] != BACKGROUND).any(axis=1)  # [n]
+    return indices[has_event & np.asarray(ok, dtype=bool)[indices]]
+
+
+def sample_epoch_batches(
+    videos: np.ndarray,
+    labels: np.ndarray,
+    frames_per_second: int,
+    batch_size: int,
+    passes: int,
+    max_pairs: int | None,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """One epoch of batches, each int64 [B,3] rows (video, second, frame), videos distinct in a batch.
+
+    Each pass shuffles the videos and cuts the permutation into batches, so a video appears at most
+    once per batch; its event second and frame are drawn anew for every appearance. A trailing batch
+    of fewer than 2 pairs is dropped (a contrastive batch needs negatives).
+    """
+    batches: list[np.ndarray] = []
+    total = 0
+    for _ in range(passes):
+        order = rng.permutation(videos)  # [n]
+        for lo in range(0, len(order), batch_size):
+            vids = order[lo : lo + batch_size]
+            if max_pairs is not None:
+                vids = vids[: max(0, max_pairs - total)]
+            if len(vids) < 2:
+                break
+            rows = np.empty((len(vids), 3), dtype=np.int64)  # [B,3]
+            for j, v in enumerate(vids):
+                seconds = np.flatnonzero(labels[v] != BACKGROUND)
+                rows[j] = (v, seconds[rng.integers(len(seconds))], rng.integers(frames_per_second))
+            batches.append(rows)
+            total += len(vids)
+    return batches
+
+
+def validation_pairs(videos: np.ndarray, labels: np.ndarray, frames_per_second: int, frames: int) -> np.ndarray:
+    """Every event second of every validation video, `frames` evenly spaced frames each: int64 [M,3]
+    rows (video, second, frame). Hundreds of pairs, so R@1 resolves well below a point."""
+    picks = sorted({(2 * j + 1) * frames_per_second // (2 * frames) for j in range(min(frames, frames_per_second))})
+    rows = [(v, s, f) for v in videos for s in np.flatnonzero(labels[v] != BACKGROUND) for f in picks]
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+
+
+class _PairBatches(torch.utils.data.Dataset):
+    """Gathers whole batches (frames uint8 [B,S,S,3], audio float32 [B,R]) from the memmapped cache."""
+
+    def __init__(self, cache: Any, batches: list[np.ndarray]) -> None:
+        self.frames = cache.frames  # memmap uint8 [N,10,K,S,S,3]
+        self.audio = cache.audio  # memmap float32 [N,10,R]
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        v, s, f = self.batches[b].T
+        frames = np.ascontiguousarray(self.frames[v, s, f])  # [B,S,S,3] uint8, reads only these frames
+        audio = np.ascontiguousarray(self.audio[v, s], dtype=np.float32)  # [B,R]
+        return torch.from_numpy(frames), torch.from_numpy(audio)
+
+
+def iterate_pairs(
+    cache: Any, batches: list[np.ndarray], num_workers: int, pin_memory: bool
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(frames uint8 [B,S,S,3], audio [B,R]) for each batch, in order."""
+    ds = _PairBatches(cache, batches)
+    if num_workers == 0:
+        for b in range(len(ds)):
+            yield ds[b]
+        return
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=pin_memory,
+        persistent_workers=False,
+    )
+    yield from loader
+
+
+# ----------------------------------------------------------------------------------------------------
+# model plumbing
+
+
+def check_cache_matches_model(cache: Any, model: nn.Module) -> None:
+    """The cache must hold frames and audio at the model's input size and sample rate."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return
+    where = f"{getattr(cache, 'dir', 'segment cache')}"
+    if getattr(config, "image_size", cache.image_size) != cache.image_size:
+        raise ValueError(
+            f"{where}: cache image_size {cache.image_size} != model image_size {config.image_size}; "
+            "rebuild the cache (decode stage) with the model's size"
+        )
+    if getattr(config, "sample_rate", cache.sample_rate) != cache.sample_rate:
+        raise ValueError(
+            f"{where}: cache sample_rate {cache.sample_rate} != model sample_rate {config.sample_rate}"
+        )
+
+
+@torch.inference_mode()
+def embed_pairs(
+    model: nn.Module,
+    cache: Any,
+    pairs: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    amp: bool = True,
+    channels_last: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Audio and image embeddings (float32, CPU) [M,E] of the (video, second, frame) rows of `pairs`."""
+    was_training = model.training
+    model.eval()
+    a_out, i_out = [], []
+    batches = [pairs[lo : lo + batch_size] for lo in range(0, len(pairs), batch_size)]
+    for frames, audio in iterate_pairs(cache, batches, 0, False):
+        with autocast(device, amp):
+            i_out.append(model.encode_image(to_images(frames, device, channels_last)).float().cpu())  # [b,E]
+            a_out.append(model.encode_audio(audio.to(device)).float().cpu())  # [b,E]
+    model.train(was_training)
+    return torch.cat(a_out), torch.cat(i_out)
