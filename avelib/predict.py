@@ -23,6 +23,7 @@ from avelib.data.ave import BACKGROUND, NUM_SEGMENTS, label_name
 from avelib.io import atomic_path, write_json
 from avelib.models.localizer import LOCALIZER_CHECKPOINT_KEYS as CHECKPOINT_KEYS
 from avelib.params import from_dict, load_params
+from avelib.train.checkpointing import load_torch
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class LocalizerBundle:
     audio_dim: int
     visual_dim: int
     path: Path
+    dataset: str = "not recorded"  # what it was trained on (checkpoints before this field: not recorded)
 
 
 def load_localizer(path: str | Path, device: str | torch.device = "cpu") -> LocalizerBundle:
@@ -73,10 +75,7 @@ def load_localizer(path: str | Path, device: str | torch.device = "cpu") -> Loca
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: localizer checkpoint not found (has the train stage run?)")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file; name the file
-        raise ValueError(f"{path}: not a readable torch checkpoint: {type(e).__name__}: {e}") from None
+    ck = load_torch(path)
     if not isinstance(ck, dict):
         raise ValueError(f"{path}: expected a dict checkpoint, got {type(ck).__name__}")
     missing = [k for k in CHECKPOINT_KEYS if k not in ck]
@@ -103,6 +102,7 @@ def load_localizer(path: str | Path, device: str | torch.device = "cpu") -> Loca
         audio_dim=int(ck["audio_dim"]),
         visual_dim=int(ck["visual_dim"]),
         path=path,
+        dataset=str(ck.get("dataset", "not recorded")),
     )
 
 
@@ -250,6 +250,9 @@ def predict_video(
         raise ValueError(f"{video}: no whole or partial second decoded (empty video)")
     audio, visual = encode_video(towers, dec.frames, dec.audio, bundle.visual, batch_size, device)  # [T,E] each
     res = localize(bundle, audio, visual)
+    missing = _missing_modality(dec.info)
+    if missing is not None:  # an audio-visual event needs both: no second can hold one
+        res["labels"] = np.full_like(res["labels"], BACKGROUND)
     info = {
         "video": str(video),
         "seconds": int(dec.frames.shape[0]),
@@ -261,8 +264,16 @@ def predict_video(
         "image_size": cfg.image_size,
         "sample_rate": cfg.sample_rate,
         "decode": dec.info,
+        "missing_modality": missing,
+        "trained_on": bundle.dataset,
     }
     return Prediction(video=video, info=info, **res)
+
+
+def _missing_modality(decode_info: dict[str, Any]) -> str | None:
+    """"audio" when the file has no audio track or no decodable audio sample (decoded as silence)."""
+    silent = ("no audio track", "audio track has no decodable samples")
+    return "audio" if any(w.startswith(silent) for w in decode_info.get("warnings", [])) else None
 
 
 def write_prediction(pred: Prediction, out_dir: str | Path) -> dict[str, Path]:
@@ -295,6 +306,9 @@ def predict_cli(args: Any) -> int:
         towers_path, profile = args.towers or defaults.towers, defaults.audioclip_profile
     k = args.frames_per_second or defaults.frames_per_second
     bundle = load_localizer(checkpoint, args.device)
+    if bundle.dataset != "AVE":
+        print(f"warning: {checkpoint} was trained on {bundle.dataset}, not on real AVE videos: it knows only "
+              "that data, so its labels of other videos are not meaningful", file=_stderr())
     towers = load_towers(towers_path, profile).to(args.device)
     videos = _as_paths(args.videos)
     failures = 0
@@ -311,8 +325,10 @@ def predict_cli(args: Any) -> int:
             out = Path(args.out) / video.stem if len(videos) > 1 else Path(args.out)
         paths = write_prediction(pred, out)
         events = sorted({r["category"] for r in pred.rows() if r["label"] != BACKGROUND})
+        if pred.info["missing_modality"]:
+            events = [f"none ({pred.info['missing_modality']} missing: no audio-visual event is possible)"]
         print(f"{video}: {pred.seconds} s, events: {', '.join(events) or 'none'} -> {paths['json'].parent}")
-    return 1 if failures else 0
+    return 2 if failures else 0
 
 
 def _as_paths(videos: Sequence[str | Path]) -> list[Path]:

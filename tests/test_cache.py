@@ -78,14 +78,42 @@ def test_too_many_failures_leaves_no_cache(tiny_root: Path, tmp_path: Path) -> N
     with pytest.raises(RuntimeError, match=r"1 of 6 videos failed .* no cache written"):
         build_cache(root, tmp_path / "cache", cfg, progress=False)
     assert not (tmp_path / "cache").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache" + FAILURES_SUFFIX, "ds"]
+    # the decoded files stay in the partial cache (named so), for a rerun with a larger budget
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache" + FAILURES_SUFFIX, "cache.partial", "ds"]
     report = json.loads((tmp_path / ("cache" + FAILURES_SUFFIX)).read_text())
     assert "empty file" in report["failures"][0]["cause"]
     with pytest.raises(FileNotFoundError, match="not found"):
         SegmentCache.open(tmp_path / "cache")
-    # a later successful run removes the stale failure report
-    build_cache(tiny_root, tmp_path / "cache", cfg, progress=False)
-    assert not (tmp_path / ("cache" + FAILURES_SUFFIX)).exists()
+    # a later successful run removes the stale failure report and the partial cache
+    build_cache(root, tmp_path / "cache", dataclasses.replace(cfg, max_failed_fraction=0.5), progress=False)
+    assert not (tmp_path / ("cache" + FAILURES_SUFFIX)).exists() and not (tmp_path / "cache.partial").exists()
+    assert SegmentCache.open(tmp_path / "cache").ok.tolist() == [True, True, False, True, True, True]
+
+
+def test_interrupted_decode_is_continued_and_gives_the_same_cache(tiny_root: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import avelib.data.cache as C
+
+    whole = build_cache(tiny_root, tmp_path / "whole", DEC, progress=False)
+    calls = {"n": 0}
+    real = C._decode_one
+
+    def dies_after_three(job):  # an interruption in the middle: 3 of 6 files are decoded and logged
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(C, "_decode_one", dies_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(tiny_root, tmp_path / "cache", DEC, progress=False)
+    assert not (tmp_path / "cache").exists() and len((tmp_path / "cache.partial" / C.DECODED_LOG).read_text().splitlines()) == 3
+    monkeypatch.setattr(C, "_decode_one", lambda job: (calls.__setitem__("n", calls["n"] + 1), real(job))[1])
+    calls["n"] = 0
+    build_cache(tiny_root, tmp_path / "cache", DEC, progress=False)
+    assert calls["n"] == 3  # only the other three were decoded
+    for name in ("frames.npy", "audio.npy", "meta.json"):
+        assert (tmp_path / "cache" / name).read_bytes() == (whole / name).read_bytes(), name
 
 
 def test_duplicate_video_ids_share_one_decode(tiny_root: Path, tmp_path: Path) -> None:

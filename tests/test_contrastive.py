@@ -15,7 +15,7 @@ from avelib.data.ave import BACKGROUND, CATEGORIES, HEADER, load_dataset
 from avelib.data.cache import SegmentCache
 from avelib.models.audioclip import AudioCLIP, build_audioclip
 from avelib.eval.retrieval import retrieval_recall
-from avelib.stages import run_finetune
+from avelib.stages.towers import run_finetune
 from avelib.train.contrastive import FinetuneConfig, finetune
 from avelib.train.pairs import event_videos, sample_epoch_batches, validation_pairs
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -10,9 +11,9 @@ import pytest
 import torch
 
 from avelib.data.cache import SegmentCache
-from avelib.data.features import KEY, load_feature_set, read_features
+from avelib.data.features import FEATURE_FILES, KEY, load_feature_set, read_features
 from avelib.models.audioclip import build_audioclip, normalize_frames
-from avelib.stages import run_extract
+from avelib.stages.towers import run_extract
 from avelib.train.extract import ExtractConfig, extract_features, frame_indices
 from test_contrastive import FAILED, K, make_dataset  # the same tiny dataset builder
 
@@ -110,4 +111,31 @@ def test_worker_processes_give_the_same_features(cache, model, extracted, tmp_pa
     res = extract_features(model, cache, ExtractConfig(batch_size=6, num_workers=1, device="cpu"), tmp_path / "w",
                            progress=False)
     np.testing.assert_array_equal(res.visual_mean, extracted.visual_mean)
+    np.testing.assert_array_equal(res.audio, extracted.audio)
+
+
+def test_interrupted_extraction_is_continued_and_gives_the_same_files(cache, model, extracted, tmp_path, monkeypatch):
+    import avelib.train.extract as E
+
+    real, writes = E.write_json, []
+
+    def dies_after_two_chunks(obj, path):  # a kill in the middle: two chunks are on disk
+        if Path(path).name == E.PROGRESS:
+            if len(writes) == 2:
+                raise KeyboardInterrupt
+            writes.append(obj)
+        real(obj, path)
+
+    monkeypatch.setattr(E, "write_json", dies_after_two_chunks)
+    cfg = ExtractConfig(batch_size=6, device="cpu")
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(model, cache, cfg, tmp_path / "f", progress=False)
+    assert not (tmp_path / "f").exists() and json.loads((tmp_path / "f.partial" / E.PROGRESS).read_text()) == {"chunks": 2}
+    monkeypatch.setattr(E, "write_json", real)
+    res = extract_features(model, cache, cfg, tmp_path / "f", progress=False)
+    assert not (tmp_path / "f.partial").exists()
+    for name in FEATURE_FILES.values():
+        with h5py.File(tmp_path / "f" / name) as a, h5py.File(extracted.out_dir / name) as b:
+            np.testing.assert_array_equal(a[KEY][()], b[KEY][()])
+        assert (tmp_path / "f" / name).read_bytes() == (extracted.out_dir / name).read_bytes(), name
     np.testing.assert_array_equal(res.audio, extracted.audio)

@@ -74,7 +74,10 @@ def test_04_train_and_05_evaluate(work: Path):
                   features_dir=str(work / "features" / "finetuned"))
     _run("04_train", work, **common, out_dir=str(work / "localizer"), plots_dir=str(work / "reports" / "plots"))
     assert (work / "localizer" / "seed1" / "best.pt").is_file()
-    _run("05_evaluate", work, **common, train_dir=str(work / "localizer"), reports_dir=str(work / "reports"))
+    assert not (work / "localizer.partial").exists()  # committed whole
+    _run("05_evaluate", work, **common, train_dir=str(work / "localizer"), reports_dir=str(work / "reports"),
+         out_dir=str(work / "evaluate"))
+    assert (work / "evaluate" / "avel" / "seed1" / "last.pt").is_file()
     metrics = read_json(work / "reports" / "metrics.json")
     assert metrics["dataset"].startswith("SynthAVE")
     assert len(metrics["test_accuracy"]["per_seed"]) == 2
@@ -90,7 +93,7 @@ def test_06_ablation_and_07_summary(work: Path):
         _run("06_ablation", work, output=f"06_ablation_{axis}", axis=axis, data=_data(work), localizer=LOCALIZER,
              train=TRAIN, evaluate=SEEDS, ablations=axes, features_root=str(work / "features"),
              out=str(work / "reports" / "ablations" / f"{axis}.json"),
-             main_metrics=str(work / "localizer" / "metrics.json"))
+             main_metrics=str(work / "localizer" / "metrics.json"), out_dir=str(work / "ablations" / axis))
     _run("07_ablations", work, axes_dir=str(work / "reports" / "ablations"),
          out=str(work / "reports" / "ablations.json"))
     variants = read_json(work / "reports" / "ablations.json")["variants"]

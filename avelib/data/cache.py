@@ -1,13 +1,15 @@
 """Decode stage: a whole AVE-layout dataset -> the segment cache; and its reader.
 
 Cache layout (design.md): frames.npy uint8 [N,10,K,S,S,3], audio.npy float32 [N,10,R],
-meta.json; rows in Annotations order. The cache directory is written to a temp dir and
-renamed only when complete, so a crashed or over-failing run leaves nothing that looks done.
+meta.json; rows in Annotations order. The cache is built in `<cache>.partial/` and renamed only when
+complete, so a crashed, killed or over-failing run leaves nothing that looks done; a rerun continues it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,12 +19,13 @@ from tqdm.auto import tqdm
 
 from avelib.data.ave import NUM_SEGMENTS, load_dataset
 from avelib.data.media import DecodeError, decode_video
-from avelib.io import atomic_path, read_json, write_json
+from avelib.io import partial_dir, read_json, resumable_dir, write_json
 from avelib.params import resolved
 from avelib.runtime import pool_context
 
 CACHE_FILES = ("frames.npy", "audio.npy", "meta.json")
 FAILURES_SUFFIX = ".failures.json"
+DECODED_LOG = "decoded.jsonl"  # in the partial cache: one line per decoded file, after its rows are flushed
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,12 @@ def _failed_info(cause: str) -> dict[str, Any]:
 
 
 def build_cache(dataset_root: str | Path, out_dir: str | Path, cfg: DecodeConfig, progress: bool = True) -> Path:
-    """Decode every record of the dataset at `dataset_root` into the segment cache `out_dir`."""
+    """Decode every record of the dataset at `dataset_root` into the segment cache `out_dir`.
+
+    The cache is built in `<out_dir>.partial/` (avelib.io.resumable_dir): each decoded file is
+    flushed to the memmaps and then logged in `decoded.jsonl`, so a killed run is continued by the
+    next one with the same settings and files, re-decoding only what was not logged (and the failures).
+    """
     if cfg.workers < 1 or not 0.0 <= cfg.max_failed_fraction <= 1.0:
         raise ValueError(f"decode: workers must be >= 1 and max_failed_fraction in [0, 1], got {cfg}")
     ds = load_dataset(dataset_root)
@@ -73,27 +81,42 @@ def build_cache(dataset_root: str | Path, out_dir: str | Path, cfg: DecodeConfig
     for i in range(n):
         rows_of.setdefault(str(ds.video_path(i)), []).append(i)
     paths = list(rows_of)
-    jobs = [(j, p, cfg) for j, p in enumerate(paths)]
+    record = {"files": _file_stamps(paths), "video_ids": [rec.video_id for rec in ds.records],
+              "config": {key: v for key, v in resolved(cfg).items() if key not in ("workers", "max_failed_fraction")}}
 
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir(parents=True)
-        frames = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8, shape=(n, NUM_SEGMENTS, k, s, s, 3))
-        audio = np.lib.format.open_memmap(tmp / "audio.npy", mode="w+", dtype=np.float32, shape=(n, NUM_SEGMENTS, r))
+    with resumable_dir(out_dir, record) as (tmp, resumed):
+        shapes = {"frames.npy": ((n, NUM_SEGMENTS, k, s, s, 3), np.uint8), "audio.npy": ((n, NUM_SEGMENTS, r), np.float32)}
+        frames, audio = (np.lib.format.open_memmap(tmp / f, mode="r+" if resumed else "w+", dtype=d, shape=sh)
+                         for f, (sh, d) in shapes.items())
+        done = _decoded_log(tmp / DECODED_LOG) if resumed else {}
         ok = [False] * n
         videos: list[dict[str, Any]] = [_failed_info("not decoded")] * n
         failures: list[dict[str, str]] = []
-        bar = dict(total=len(jobs), desc="decode", unit="video", disable=None if progress else True)
+        log = (tmp / DECODED_LOG).open("a")
 
-        def store(result: tuple[int, Any, Any, dict[str, Any] | None, str | None]) -> None:
+        def store(result: tuple[int, Any, Any, dict[str, Any] | None, str | None], flush: bool = True) -> None:
             j, fr, au, info, cause = result
             for i in rows_of[paths[j]]:
                 if cause is None:
-                    frames[i], audio[i], ok[i], videos[i] = fr, au, True, info  # [10,K,S,S,3], [10,R]
+                    ok[i], videos[i] = True, info
+                    if fr is not None:
+                        frames[i], audio[i] = fr, au  # [10,K,S,S,3], [10,R]
                 else:
                     frames[i], audio[i], videos[i] = 0, 0.0, _failed_info(cause)
             if cause is not None:
                 failures.append({"file": paths[j], "cause": cause})
+            elif flush:  # the rows are on disk before the log says so
+                frames.flush()
+                audio.flush()
+                log.write(json.dumps({"file": j, "info": info}) + "\n")
+                log.flush()
 
+        for j, info in done.items():  # decoded by the interrupted run: already in the memmaps
+            store((j, None, None, info, None), flush=False)
+        jobs = [(j, p, cfg) for j, p in enumerate(paths) if j not in done]
+        bar = dict(total=len(jobs), desc="decode", unit="video", disable=None if progress else True)
+        if resumed:
+            print(f"decode: continuing {partial_dir(out_dir)}: {len(done)} of {len(paths)} files already decoded")
         if cfg.workers == 1:
             for job in tqdm(jobs, **bar):
                 store(_decode_one(job))
@@ -101,6 +124,7 @@ def build_cache(dataset_root: str | Path, out_dir: str | Path, cfg: DecodeConfig
             with pool_context().Pool(cfg.workers) as pool:
                 for result in tqdm(pool.imap_unordered(_decode_one, jobs, chunksize=2), **bar):
                     store(result)
+        log.close()
         frames.flush()
         audio.flush()
         del frames, audio
@@ -115,6 +139,7 @@ def build_cache(dataset_root: str | Path, out_dir: str | Path, cfg: DecodeConfig
                 f"{out_dir}; all failures in {out_dir.name + FAILURES_SUFFIX}. First: {head}. Fix: replace the "
                 "listed files (e.g. download them again), or raise decode.max_failed_fraction to train without them"
             )
+        (tmp / DECODED_LOG).unlink()
         meta = {
             "dataset_root": str(dataset_root),
             "video_ids": [rec.video_id for rec in ds.records],
@@ -130,6 +155,31 @@ def build_cache(dataset_root: str | Path, out_dir: str | Path, cfg: DecodeConfig
         (tmp / "report.txt").write_text(_report(meta, len(paths)))
     out_dir.with_name(out_dir.name + FAILURES_SUFFIX).unlink(missing_ok=True)  # stale report of a failed run
     return out_dir
+
+
+def _file_stamps(paths: list[str]) -> list[list[Any]]:
+    """(size, mtime in ns) of every file: a partial cache is continued only for the very same files."""
+    stamps = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            stamps.append([st.st_size, st.st_mtime_ns])
+        except OSError:
+            stamps.append(None)
+    return stamps
+
+
+def _decoded_log(path: Path) -> dict[int, dict[str, Any]]:
+    """file index -> decode info of the files an interrupted run finished (a torn last line is ignored)."""
+    done: dict[int, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            done[int(entry["file"])] = entry["info"]
+    return done
 
 
 def _report(meta: dict[str, Any], n_files: int) -> str:

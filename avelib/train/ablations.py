@@ -57,13 +57,15 @@ def run_axis(
     dataset: str,
     main_run: Mapping[str, Any] | None = None,
     progress: bool = True,
+    out_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train and test every variant of one axis; the `reports/ablations/<axis>.json` content.
 
     A variant whose configs equal the main run's (`main_run`: the train stage's metrics, trained on
     the fine-tuned features) reuses its numbers instead of training the same thing again. Each
     variant's `vs_reference` is its paired test difference to the full model (the main run), and
-    `is_full_model` marks the variant that is the full model itself.
+    `is_full_model` marks the variant that is the full model itself. With `out_dir`, each trained
+    variant keeps its seeds' checkpoints in `<out_dir>/<variant>/` (and resumes from them).
     """
     main_configs = variant_configs({}, base, "main")
     runs, full, reference = {}, set(), main_run
@@ -76,7 +78,8 @@ def run_axis(
             runs[name] = main_run
         else:
             runs[name] = evaluate_seeds(Path(features_root) / features, labels, dict(splits), "aveclip", loc, train,
-                                        evaluate, dataset=dataset, progress=progress, encoder=features)
+                                        evaluate, out_dir=Path(out_dir) / name if out_dir is not None else None,
+                                        dataset=dataset, progress=progress, encoder=features)
         if reference is None and name in full:
             reference = runs[name]
     entries = [{"axis": axis, "name": name, "params": dict(variants[name] or {}), "dataset": dataset,

@@ -38,8 +38,10 @@ def load_torch(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ValueError(f"{path}: refused by torch.load(weights_only=True), it holds objects other than "
-                         f"tensors and plain containers ({str(e).splitlines()[0]})") from None
+        if "Weights only load failed" in str(e):
+            raise ValueError(f"{path}: refused by torch.load(weights_only=True): it holds pickled objects other "
+                             "than tensors and plain containers (an unsafe or foreign file)") from None
+        raise ValueError(f"{path}: not a readable torch checkpoint (not a torch file): {e}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: not a readable torch checkpoint (truncated or another format): {e}") from None
 

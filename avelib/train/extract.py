@@ -21,11 +21,13 @@ from tqdm.auto import tqdm
 
 from avelib.data.ave import NUM_SEGMENTS
 from avelib.data.features import FEATURE_FILES, write_features
-from avelib.io import atomic_path, write_json
-from avelib.params import resolved
+from avelib.io import read_json, resumable_dir, write_json
 from avelib.models.device import autocast, prepare_model, resolve_device, to_images
+from avelib.params import resolved
+from avelib.train.checkpointing import weights_sha256
 
 REPORT = "extract_report.json"
+PROGRESS = "progress.json"  # in the partial dir: chunks whose features are flushed to the .npy memmaps
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,9 @@ def extract_features(
 ) -> ExtractResult:
     """Encode every second of every decoded video in `cache`; write the three h5 files into `out_dir`.
 
-    `out_dir` is replaced atomically (all files appear together or not at all).
+    The work happens in `<out_dir>.partial/` (avelib.io.resumable_dir): after every chunk the features
+    are flushed to .npy memmaps and `progress.json` counts the chunk, so a killed run is continued by
+    the next one with the same towers, cache and settings. `out_dir` appears whole or not at all.
     """
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device)
@@ -118,53 +122,64 @@ def extract_features(
     rows = np.array([(v, s) for v in np.flatnonzero(ok) for s in range(NUM_SEGMENTS)], dtype=np.int64).reshape(-1, 2)
     seconds_per_chunk = max(1, cfg.batch_size // len(encode_idx))  # image batch = chunk x F frames
     ds = _SecondBatches(cache, rows, seconds_per_chunk, encode_idx)
-    loader = (
-        torch.utils.data.DataLoader(ds, batch_size=None, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
-        if cfg.num_workers > 0 else (ds[c] for c in range(len(ds)))
-    )
-
-    out_mean: np.ndarray | None = None
-    out_single = out_audio = None
-    lo = 0
-    for frames, audio in tqdm(loader, total=len(ds), desc="extract", disable=None if progress else True):
-        b, f = frames.shape[:2]
-        with autocast(device, cfg.amp):
-            img = to_images(frames.reshape(b * f, *frames.shape[2:]), device, cfg.channels_last)  # [b*F,3,S,S]
-            i_emb = model.encode_image(img).float().reshape(b, f, -1)  # [b,F,E]
-            a_emb = model.encode_audio(audio.to(device, non_blocking=True)).float()  # [b,E]
-        if out_mean is None:
-            out_mean = np.zeros((n, NUM_SEGMENTS, i_emb.shape[-1]), dtype=np.float32)  # [N,10,E]
-            out_single = np.zeros_like(out_mean)
-            out_audio = np.zeros((n, NUM_SEGMENTS, a_emb.shape[-1]), dtype=np.float32)  # [N,10,Ea]
-        v, s = rows[lo : lo + b].T
-        out_mean[v, s] = i_emb[:, torch.as_tensor(mean_pos, device=i_emb.device)].mean(dim=1).cpu().numpy()
-        out_single[v, s] = i_emb[:, mid_pos].cpu().numpy()
-        out_audio[v, s] = a_emb.cpu().numpy()
-        lo += b
-    if out_mean is None:
+    if not len(rows):
         raise ValueError(f"extract: no decoded video in the cache (all {n} failed); nothing to encode")
-    seconds = time.perf_counter() - t0
 
-    video_ids = list(getattr(cache, "video_ids", [str(i) for i in range(n)]))
-    failures = {f.get("file", ""): f.get("cause", "") for f in getattr(cache, "meta", {}).get("failures", [])}
-    report = {
-        "num_videos": n,
-        "num_failed": len(failed),
-        "failed": [{"index": i, "video_id": video_ids[i], "cause": _cause(video_ids[i], failures)} for i in failed],
-        "embed_dim": {"audio": int(out_audio.shape[-1]), "visual": int(out_mean.shape[-1])},
-        "frames_per_second_cached": K,
-        "frames_averaged": [int(i) for i in mean_idx],
-        "single_frame_index": mid,
-        "seconds": seconds,
-        "seconds_encoded_per_s": len(rows) / seconds if seconds > 0 else None,
-        "params": {"extract": resolved(cfg), **dict(extra_report or {})},
-    }
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
+    dims = {"mean": model.config.embed_dim, "single": model.config.embed_dim, "audio": model.config.embed_dim}
+    record = {"extract": {k: v for k, v in resolved(cfg).items() if k != "num_workers"}, "device": device.type,
+              "weights_sha256": weights_sha256(model), "cache_sha256": cache.fingerprint()}
+    with resumable_dir(out_dir, record) as (tmp, resumed):
+        out = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="r+" if resumed else "w+", dtype=np.float32,
+                                               shape=(n, NUM_SEGMENTS, e)) for name, e in dims.items()}  # [N,10,E]
+        done = read_json(tmp / PROGRESS)["chunks"] if resumed and (tmp / PROGRESS).is_file() else 0
+        if resumed:
+            print(f"extract: continuing {tmp} after {done} of {len(ds)} chunks")
+        chunks = range(done, len(ds))
+        loader = (
+            torch.utils.data.DataLoader(torch.utils.data.Subset(ds, chunks), batch_size=None,
+                                        num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+            if cfg.num_workers > 0 else (ds[c] for c in chunks)
+        )
+        lo = done * seconds_per_chunk
+        bar = tqdm(loader, total=len(ds), initial=done, desc="extract", disable=None if progress else True)
+        for c, (frames, audio) in zip(chunks, bar):
+            b, f = frames.shape[:2]
+            with autocast(device, cfg.amp):
+                img = to_images(frames.reshape(b * f, *frames.shape[2:]), device, cfg.channels_last)  # [b*F,3,S,S]
+                i_emb = model.encode_image(img).float().reshape(b, f, -1)  # [b,F,E]
+                a_emb = model.encode_audio(audio.to(device, non_blocking=True)).float()  # [b,E]
+            v, s = rows[lo : lo + b].T
+            out["mean"][v, s] = i_emb[:, torch.as_tensor(mean_pos, device=i_emb.device)].mean(dim=1).cpu().numpy()
+            out["single"][v, s] = i_emb[:, mid_pos].cpu().numpy()
+            out["audio"][v, s] = a_emb.cpu().numpy()
+            lo += b
+            for arr in out.values():  # on disk before the progress file says so
+                arr.flush()
+            write_json({"chunks": c + 1}, tmp / PROGRESS)
+        out_mean, out_single, out_audio = (np.array(out[k]) for k in ("mean", "single", "audio"))
+        del out
+        seconds = time.perf_counter() - t0
+        video_ids = list(getattr(cache, "video_ids", [str(i) for i in range(n)]))
+        failures = {f.get("file", ""): f.get("cause", "") for f in getattr(cache, "meta", {}).get("failures", [])}
+        report = {
+            "num_videos": n,
+            "num_failed": len(failed),
+            "failed": [{"index": i, "video_id": video_ids[i], "cause": _cause(video_ids[i], failures)} for i in failed],
+            "embed_dim": {"audio": int(out_audio.shape[-1]), "visual": int(out_mean.shape[-1])},
+            "frames_per_second_cached": K,
+            "frames_averaged": [int(i) for i in mean_idx],
+            "single_frame_index": mid,
+            "seconds": seconds,
+            "seconds_encoded_per_s": len(rows) / seconds if seconds > 0 else None,
+            "params": {"extract": resolved(cfg), **dict(extra_report or {})},
+        }
         write_features(tmp / FEATURE_FILES["mean"], out_mean)
         write_features(tmp / FEATURE_FILES["single"], out_single)
         write_features(tmp / FEATURE_FILES["audio"], out_audio)
         write_json(report, tmp / REPORT)
+        for name in dims:
+            (tmp / f"{name}.npy").unlink()
+        (tmp / PROGRESS).unlink(missing_ok=True)
     return ExtractResult(audio=out_audio, visual_mean=out_mean, visual_single=out_single, failed=failed, out_dir=out_dir)
 
 

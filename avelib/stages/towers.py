@@ -1,8 +1,4 @@
-"""The stage entry points: what each stage notebook calls, from its params sections.
-
-Each `run_*` reads the sections it needs (the ones the stage lists in dvc.yaml), builds the inputs
-and calls the trainer of its stage; the trainers in `avelib.train` take plain configs and arrays.
-"""
+"""Entry points of the tower stages: pretrain, finetune (stage A) and extract (stage B)."""
 
 from __future__ import annotations
 
