@@ -7,7 +7,7 @@ STAMP   = $(VENV)/.installed
 # the pipeline's tools (dvc, papermill, jupyter) come from the venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install repro test paper-smoke weights report clean-venv
+.PHONY: install repro test faults paper-smoke weights report clean-venv
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ repro: install
 
 test: install
 	$(PY) -m pytest
+
+# kill-and-resume of every long stage and same-seed determinism on smoke-sized pipeline copies (~6 min)
+faults: install
+	$(PY) -m pytest -m faults
 
 # the README's paper command on stand-ins of AVE_Dataset.zip and AudioCLIP-Full-Training.pt (needs ../shared)
 paper-smoke: install

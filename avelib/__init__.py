@@ -5,7 +5,8 @@ x86-64 CPU with AVX2 at the same thread count; `AVELIB_NUMERICS=native` opts out
 
 The public API is `PUBLIC_API` below: each name is loaded from its module on first use
 (`avelib.finetune`), so `import avelib` stays cheap. The layers, lowest first: runtime/io/params,
-data, models, eval, train, stages/viz, predict (and tools), report/explore (tests/test_architecture.py).
+data, models, eval, train, stages/viz, predict (and tools), report/explore, the stage runner
+and the command line (tests/test_architecture.py).
 """
 
 from __future__ import annotations

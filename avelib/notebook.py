@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from avelib.io import atomic_path
-from avelib.params import ParamsError, load_params
+from avelib.params import ParamsError, load_params, section
 
 NOTEBOOKS = Path("notebooks")
 # nbconvert's templates load MathJax and require.js from a CDN; the reports must work offline.
@@ -69,10 +69,49 @@ def notebook_html(path: str | Path) -> str:
 
 def run_stage(name: str, sections: list[str], params_path: str | Path = "params.yaml",
               extra: dict[str, Any] | None = None, output_name: str | None = None) -> Path:
-    """A DVC stage: run notebook `name` with the listed params sections (plus `extra` values)."""
-    parameters = section_parameters(load_params(params_path), sections)
+    """A DVC stage: run notebook `name` with the listed params sections (plus `extra` values).
+
+    The whole params file is checked first (`check_params`), so a typo anywhere in it stops the
+    first stage, not the one that reads it hours later."""
+    params = load_params(params_path)
+    check_params(params)
+    parameters = section_parameters(params, sections)
     parameters.update(extra or {})
     return run_notebook(name, parameters, output_name=output_name)
+
+
+TOP_LEVEL = ("seed",)  # plain values at the top of params.yaml
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Every section of params.yaml against its dataclass, before any stage works: an unknown key or
+    section, or a value of the wrong type, raises ParamsError naming the dotted key and what it expects."""
+    from avelib.data.cache import DataConfig, DecodeConfig
+    from avelib.data.synth import SynthConfig
+    from avelib.models.audioclip import AudioCLIPParams
+    from avelib.models.localizer import LocalizerConfig
+    from avelib.report import ReportConfig
+    from avelib.train.ablations import variant_configs
+    from avelib.train.contrastive import FinetuneConfig
+    from avelib.train.extract import ExtractConfig
+    from avelib.train.localizer import EvalConfig, TrainConfig
+    from avelib.train.pretrain import PretrainConfig
+
+    sections = {"data": DataConfig, "synth": SynthConfig, "decode": DecodeConfig, "audioclip": AudioCLIPParams,
+                "pretrain": PretrainConfig, "finetune": FinetuneConfig, "extract": ExtractConfig,
+                "localizer": LocalizerConfig, "train": TrainConfig, "evaluate": EvalConfig, "report": ReportConfig}
+    unknown = sorted(set(params) - set(sections) - set(TOP_LEVEL) - {"ablations"})
+    if unknown:
+        raise ParamsError(f"params: unknown section(s) {unknown}; known: {sorted([*sections, 'ablations', *TOP_LEVEL])}")
+    for name, cls in sections.items():
+        if name in params:
+            section(params, name, cls)
+    base = {k: params.get(k) or {} for k in ("localizer", "train", "evaluate")}
+    for axis, variants in (params.get("ablations") or {}).items():
+        if not isinstance(variants, Mapping):
+            raise ParamsError(f"ablations.{axis}: expected a mapping of variants, got {type(variants).__name__}")
+        for name, overrides in variants.items():
+            variant_configs(overrides or {}, base, f"ablations.{axis}.{name}")
 
 
 def add_stage(sub: Any) -> None:

@@ -20,9 +20,9 @@ LAYERS: list[set[str]] = [
     {"eval"},  # metrics, statistics and result files: used by the trainers, never using them
     {"train"},
     {"stages", "viz"},
-    {"preflight", "fixtures", "plots", "notebook", "predict"},
+    {"preflight", "fixtures", "plots", "predict"},
     {"explore", "report"},
-    {"__main__"},
+    {"notebook", "__main__"},  # the stage runner and the command line
 ]
 MAX_LINES = 410
 

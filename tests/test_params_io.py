@@ -94,3 +94,36 @@ def test_atomic_path_replaces_directories(tmp_path):
 def test_read_json_names_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.json"):
         read_json(tmp_path / "absent.json")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"finetune": {"lrr": 0.1}}, r"finetune: unknown key\(s\) \['lrr'\]"),
+        ({"train": {"epochs": "many"}}, r"train\.epochs: expected an integer"),
+        ({"decode": {"workers": 1.5}}, r"decode\.workers: expected an integer"),
+        ({"report": {"predict": {"batch_size": "x"}}}, r"report\.predict\.batch_size"),
+        ({"ablations": {"refine": {"off": {"localizer": {"refine": "maybe"}}}}}, r"ablations\.refine\.off\.localizer\.refine"),
+        ({"trian": {"epochs": 3}}, r"unknown section\(s\) \['trian'\]"),
+    ],
+)
+def test_whole_params_file_is_checked_before_any_stage_runs(tmp_path, monkeypatch, change, message):
+    import yaml
+
+    import avelib.notebook as N
+    from avelib.notebook import check_params, run_stage
+
+    started = []
+    monkeypatch.setattr(N, "run_notebook", lambda *a, **k: started.append(a))
+
+    params = load_params(ROOT / "params.yaml")
+    check_params(params)  # the repository's file is valid
+    for key, value in change.items():
+        params[key] = {**params.get(key, {}), **value} if key != "trian" else value
+        if key == "report":
+            params[key] = {**load_params(ROOT / "params.yaml")["report"], "predict": value["predict"]}
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match=message):
+        run_stage("01_data", ["data"], bad)
+    assert started == []  # no notebook was started

@@ -38,7 +38,7 @@ def load_torch(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" in str(e):
+        if "Unsupported global" in str(e):  # a class or function in the pickle, not only tensors
             raise ValueError(f"{path}: refused by torch.load(weights_only=True): it holds pickled objects other "
                              "than tensors and plain containers (an unsafe or foreign file)") from None
         raise ValueError(f"{path}: not a readable torch checkpoint (not a torch file): {e}") from None

@@ -219,6 +219,7 @@ def finetune(
         if best_entry is not None:
             best_state = _load_best_state(out_dir / BEST, model)
         log.info("finetune: resumed from %s after epoch %d", out_dir / LAST, resumed["epoch"])
+        print(f"finetune: resumed from {out_dir / LAST} after epoch {resumed['epoch']} of {cfg.epochs}")
     else:
         _initialize(model, cfg)
         if cfg.eval_initial:

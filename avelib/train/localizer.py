@@ -217,6 +217,7 @@ def train_model(
         best_val, best_epoch = ck["best_val"], ck["best_epoch"]
         best_state = {k: v.cpu() for k, v in ck["best_state"].items()}
         best_windows = tuple(ck["best_windows"]) if ck["best_windows"] is not None else None
+        print(f"train {type(model).__name__} seed {seed}: resumed from {last} after epoch {start} of {total}")
     resumed_from = start
 
     end = total if stop_after is None else min(total, start + stop_after)

@@ -1,0 +1,222 @@
+"""Faults: every long stage killed in the middle and rerun by `dvc repro` ends as an uninterrupted run;
+the same seed gives the same numbers in two fresh directories.
+
+Copies of the pipeline (`pipeline_copy`) get smoke-sized params (`SMOKE`). Run A and run B are
+uninterrupted, each in a fresh directory; run C has every long stage killed with SIGKILL (the
+train stage: SIGINT, a Ctrl-C) once some progress is on disk, checked to leave nothing that looks
+finished, and then finished by `dvc repro`, which must continue the work, not start over.
+Compared files: see `COMPARED`; wall-clock times (`seconds*` keys, the notebooks) are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import h5py
+import numpy as np
+import psutil
+import pytest
+import yaml
+
+from test_paper_smoke import pipeline_copy, venv_env
+
+pytestmark = pytest.mark.faults
+
+SMOKE: dict[str, Any] = {
+    "synth": {"num_videos": 16, "split_fractions": [0.5, 0.25, 0.25], "image_size": 32, "fps": 4,
+              "sample_rate": 8000, "workers": 1},
+    "decode": {"frames_per_second": 2, "workers": 1},
+    "pretrain": {"pool_videos": 16, "pool_split_fractions": [0.5, 0.25, 0.25], "towers": {"epochs": 3, "batch_size": 6}},
+    "finetune": {"epochs": 3, "batch_size": 6, "passes_per_epoch": 1, "device": "cpu"},
+    "extract": {"batch_size": 8, "device": "cpu"},
+    "train": {"phases": [{"windows": [10], "epochs": 2}, {"windows": [10, 5, 3, 2], "epochs": 4}], "batch_size": 4},
+    "evaluate": {"seeds": [0, 1]},
+    "ablations": {"refine": {"off": {"localizer": {"refine": False}}, "on": {}}},
+}
+
+# what must be equal between runs: (path glob, how): bytes, JSON without timings, or arrays
+COMPARED = [
+    ("data/cache/*.npy", "bytes"), ("data/cache/meta.json", "bytes"),
+    ("models/pretrain/best.pt", "bytes"), ("models/finetune/best.pt", "bytes"),
+    ("models/finetune/history.json", "json"),
+    ("data/features/*/*.h5", "bytes"),
+    ("models/localizer/seed*/best.pt", "bytes"), ("models/localizer/metrics.json", "json"),
+    ("models/localizer/predictions.npz", "arrays"),
+    ("models/evaluate/*/metrics.json", "json"), ("models/ablations/refine/*/metrics.json", "json"),
+    ("reports/metrics.json", "bytes"), ("reports/baselines.json", "bytes"), ("reports/finetune.json", "bytes"),
+    ("reports/ablations/refine.json", "bytes"), ("reports/ablations.json", "bytes"),
+]
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) and k != "ablations" else v
+    return out
+
+
+def smoke_pipeline(dst: Path) -> Path:
+    work = pipeline_copy(dst)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    (work / "params.yaml").write_text(yaml.safe_dump(_merge(params, SMOKE), sort_keys=False))
+    return work
+
+
+def dvc(work: Path, *args: str) -> subprocess.CompletedProcess:
+    run = subprocess.run(["dvc", *args], cwd=work, env=venv_env(), capture_output=True, text=True)
+    if run.returncode != 0:
+        pytest.fail(f"dvc {' '.join(args)} failed ({run.returncode}):\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}")
+    return run
+
+
+def _kill_tree(proc: subprocess.Popen, sig: int) -> None:
+    """`sig` to the stage and everything it started (papermill's kernel too), as a pre-emption would."""
+    family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+    for pid in family:
+        try:
+            psutil.Process(pid).send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=60)
+    psutil.wait_procs([p for p in map(_process, family[1:]) if p is not None], timeout=30)
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
+def interrupt(work: Path, stage: str, progress: Callable[[Path], bool], sig: int = signal.SIGKILL) -> None:
+    """Start `dvc repro -s stage` and send `sig` to its process tree as soon as `progress(work)` holds."""
+    proc = subprocess.Popen(["dvc", "repro", "-s", stage], cwd=work, env=venv_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not progress(work):
+        if proc.poll() is not None:
+            pytest.fail(f"stage {stage} ended (rc {proc.returncode}) before the progress marker: nothing was interrupted")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"stage {stage}: no progress marker after 600 s")
+        time.sleep(0.01)
+    if sig == signal.SIGINT:  # Ctrl-C reaches the whole foreground process group
+        psutil.Process(proc.pid).send_signal(sig)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            _kill_tree(proc, signal.SIGKILL)
+    else:
+        _kill_tree(proc, sig)
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+def _epochs(history: Path) -> int:
+    try:
+        return len(json.loads(history.read_text())["epochs"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+# stage -> (progress on disk worth resuming, what the rerun says when it continues, outputs that must not exist)
+KILLS: dict[str, tuple[Callable[[Path], bool], str, list[str]]] = {
+    "decode": (lambda w: _lines(w / "data/cache.partial/decoded.jsonl") >= 2, "decode: continuing", ["data/cache"]),
+    "pretrain": (lambda w: (w / "models/pretrain/last.pt").is_file(), "finetune: resumed from", []),
+    "finetune": (lambda w: _epochs(w / "models/finetune/history.json") >= 2, "finetune: resumed from", []),
+    "extract": (lambda w: (w / "data/features/finetuned.partial/progress.json").is_file(), "extract: continuing",
+                ["data/features/finetuned", "data/features/frozen"]),
+    "train": (lambda w: (w / "models/localizer.partial/seed1/last.pt").is_file(), "seed 0: resumed from",
+              ["models/localizer"]),
+    "evaluate": (lambda w: (w / "models/evaluate.partial/aveclip_visual_only").is_dir(), "seed 1: resumed from",
+                 ["models/evaluate", "reports/metrics.json"]),
+    "ablate@refine": (lambda w: (w / "models/ablations/refine.partial/off/seed1/last.pt").is_file(),
+                      "seed 0: resumed from", ["models/ablations/refine", "reports/ablations/refine.json"]),
+}
+
+
+def _executed_text(work: Path, stage: str) -> str:
+    name = {"ablate@refine": "06_ablation_refine"}.get(stage) or next(
+        p.stem for p in (work / "notebooks").glob("*.ipynb") if p.stem.partition("_")[2] == stage)
+    nb = json.loads((work / "reports/notebooks" / f"{name}.ipynb").read_text())
+    return "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+
+
+@pytest.fixture(scope="module")
+def run_a(tmp_path_factory) -> Path:
+    work = smoke_pipeline(tmp_path_factory.mktemp("run_a") / "pipeline")
+    dvc(work, "repro")
+    return work
+
+
+@pytest.fixture(scope="module")
+def run_c(tmp_path_factory) -> dict[str, Any]:
+    """Every long stage interrupted once, then finished by `dvc repro`; what was seen in between."""
+    work = smoke_pipeline(tmp_path_factory.mktemp("run_c") / "pipeline")
+    seen: dict[str, Any] = {}
+    dvc(work, "repro", "data")
+    for stage, (progress, _, outs) in KILLS.items():
+        interrupt(work, stage, progress, signal.SIGINT if stage == "train" else signal.SIGKILL)
+        status = dvc(work, "status", stage).stdout
+        seen[stage] = {"left": [o for o in outs if (work / o).exists()], "status": status,
+                       "tmp": sorted(str(p.relative_to(work)) for p in work.rglob(".*.tmp"))}
+        dvc(work, "repro", "-s", stage)
+        seen[stage]["rerun"] = _executed_text(work, stage)
+        seen[stage]["tmp_after"] = sorted(str(p.relative_to(work)) for p in work.rglob(".*.tmp"))
+    dvc(work, "repro")  # the rest (the ablation summary, the report)
+    seen["work"] = work
+    return seen
+
+
+@pytest.mark.parametrize("stage", list(KILLS))
+def test_killed_stage_leaves_nothing_finished_and_resumes(run_c, stage) -> None:
+    seen = run_c[stage]
+    assert seen["left"] == [], f"{stage}: outputs that look finished after the kill: {seen['left']}"
+    assert "changed" in seen["status"] or "modified" in seen["status"], seen["status"]
+    # a killed atomic write leaves only its hidden temp dir, which the rerun's write removes
+    assert all(Path(t).name.startswith(".") for t in seen["tmp"]) and seen["tmp_after"] == [], seen
+    assert KILLS[stage][1] in seen["rerun"], f"{stage}: the rerun did not continue the interrupted work"
+
+
+def _timeless(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _timeless(v) for k, v in obj.items() if not k.startswith(("seconds", "train_seconds"))}
+    if isinstance(obj, list):
+        return [_timeless(v) for v in obj]
+    return obj
+
+
+def assert_same_outputs(a: Path, b: Path) -> None:
+    for pattern, how in COMPARED:
+        files = sorted(p.relative_to(a) for p in a.glob(pattern))
+        assert files, f"{a}: nothing matches {pattern}"
+        assert files == sorted(p.relative_to(b) for p in b.glob(pattern)), pattern
+        for rel in files:
+            if how == "bytes":
+                assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+            elif how == "json":
+                assert _timeless(json.loads((a / rel).read_text())) == _timeless(json.loads((b / rel).read_text())), rel
+            else:
+                with np.load(a / rel) as x, np.load(b / rel) as y:
+                    assert sorted(x) == sorted(y) and all(np.array_equal(x[k], y[k]) for k in x), rel
+
+
+def test_interrupted_run_ends_equal_to_an_uninterrupted_one(run_a, run_c) -> None:
+    assert_same_outputs(run_a, run_c["work"])
+    assert "Data and pipelines are up to date" in dvc(run_c["work"], "status").stdout
+
+
+def test_same_seed_same_numbers_in_two_fresh_directories(run_a, tmp_path) -> None:
+    run_b = smoke_pipeline(tmp_path / "pipeline")
+    dvc(run_b, "repro")
+    assert_same_outputs(run_a, run_b)
+    for name in ("audio.h5", "visual_mean.h5"):  # the features themselves, not only their bytes
+        with h5py.File(run_a / "data/features/finetuned" / name) as x, h5py.File(run_b / "data/features/finetuned" / name) as y:
+            assert np.array_equal(x["avadataset"][()], y["avadataset"][()])
