@@ -11,6 +11,7 @@ Compared files: see `COMPARED`; wall-clock times (`seconds*` keys, the notebooks
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -28,10 +29,10 @@ from test_paper_smoke import pipeline_copy, venv_env
 pytestmark = pytest.mark.faults
 
 SMOKE: dict[str, Any] = {
-    "synth": {"num_videos": 16, "split_fractions": [0.5, 0.25, 0.25], "image_size": 32, "fps": 4,
+    "synth": {"num_videos": 12, "split_fractions": [0.5, 0.25, 0.25], "image_size": 32, "fps": 4,
               "sample_rate": 8000, "workers": 1},
     "decode": {"frames_per_second": 2, "workers": 1},
-    "pretrain": {"pool_videos": 16, "pool_split_fractions": [0.5, 0.25, 0.25], "towers": {"epochs": 3, "batch_size": 6}},
+    "pretrain": {"pool_videos": 12, "pool_split_fractions": [0.5, 0.25, 0.25], "towers": {"epochs": 2, "batch_size": 6}},
     "finetune": {"epochs": 3, "batch_size": 6, "passes_per_epoch": 1, "device": "cpu"},
     "extract": {"batch_size": 8, "device": "cpu"},
     "train": {"phases": [{"windows": [10], "epochs": 2}, {"windows": [10, 5, 3, 2], "epochs": 4}], "batch_size": 4},
@@ -106,7 +107,7 @@ def interrupt(work: Path, stage: str, progress: Callable[[Path], bool], sig: int
             pytest.fail(f"stage {stage}: no progress marker after 600 s")
         time.sleep(0.01)
     if sig == signal.SIGINT:  # Ctrl-C reaches the whole foreground process group
-        psutil.Process(proc.pid).send_signal(sig)
+        os.killpg(proc.pid, sig)
         try:
             proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
