@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import csv
+import glob
 import json
 import os
 import shutil
