@@ -24,12 +24,14 @@ repro: install
 	dvc repro
 	$(PY) -m avelib readme-tables
 
+# two workers, one per core; a test file stays on one worker (the notebook chain shares its module fixture)
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
-# kill-and-resume of every long stage and same-seed determinism on smoke-sized pipeline copies (~6 min)
+# kill-and-resume of every long stage and same-seed determinism on smoke-sized pipeline copies, and
+# 2 torchrun ranks (gloo) against 1 process (~8 min)
 faults: install
-	$(PY) -m pytest -m faults
+	$(PY) -m pytest -m "faults or distributed"
 
 # the README's paper command on stand-ins of AVE_Dataset.zip and AudioCLIP-Full-Training.pt (needs ../shared)
 paper-smoke: install

@@ -41,6 +41,8 @@ PUBLIC_API: dict[str, str] = {
     "evaluate_seeds": "avelib.train.runs",
     "evaluate_variants": "avelib.train.runs",
     "segment_accuracy": "avelib.eval.metrics",
+    "evaluate_weak": "avelib.train.weak",
+    "crossmodal_runs": "avelib.train.distance",
     # the stages, own videos, the report
     "run_pretrain": "avelib.stages.towers",
     "run_finetune": "avelib.stages.towers",
@@ -49,6 +51,8 @@ PUBLIC_API: dict[str, str] = {
     "run_evaluate": "avelib.stages.localizer",
     "run_ablation": "avelib.stages.localizer",
     "run_axis": "avelib.train.ablations",
+    "run_weak": "avelib.stages.tasks",
+    "run_crossmodal": "avelib.stages.tasks",
     "load_localizer": "avelib.predict",
     "predict_video": "avelib.predict",
     "build_index": "avelib.report",

@@ -17,9 +17,13 @@ DEFAULT_PARAMS = "params.yaml"
 
 
 def _report(args: argparse.Namespace) -> int:
+    from avelib.io import write_json
     from avelib.report import build_index, report_config
+    from avelib.report.environment import timings_summary
 
     cfg = report_config(args.params)
+    reports = Path(args.reports_dir or cfg.reports_dir)
+    write_json(timings_summary(reports / "timings"), reports / "timings.json")
     out = build_index(
         reports_dir=args.reports_dir or cfg.reports_dir,
         params_path=args.params,

@@ -141,9 +141,27 @@ def video_figures(vs: VideoSet, i: int) -> dict[str, Any]:
         out = model(a, v, return_attention=True)
     pred = smooth_predictions(model.predict(out).numpy(), vs.localizer.postprocess_max_len)[0]  # [10]
     gt = vs.labels[i]
-    return {
+    figures = {
         "frames": frame_strip(vs.frames[i], gt, title=vs.names[i]),
         "spectrogram": spectrogram(vs.audio[i], vs.sample_rate, gt, title=f"{vs.names[i]}: audio"),
         "timeline": timelines(gt, pred, out.alpha[0].numpy(), titles=[vs.names[i]]),
         "attention": attention_maps(out.attention or {}, 0, title=f"{vs.names[i]}: attention (mean over heads)"),
     }
+    a2v = a2v_figure(vs, i)
+    return figures if a2v is None else figures | {"a2v": a2v}
+
+
+def a2v_figure(vs: VideoSet, i: int) -> Any:
+    """Zero-shot A2V of video i (cosine of its audio and visual embeddings), or None where the protocol
+    does not score it (no event, or a 10-s one) or the embeddings differ in size."""
+    from avelib.eval import crossmodal as X
+    from avelib.viz.tasks import similarity_map
+
+    a, v = vs.audio_features[i : i + 1], vs.visual_features[i : i + 1]  # [1,10,E] each
+    start, length = X.event_spans(vs.labels[i : i + 1])
+    if a.shape[-1] != v.shape[-1] or not X.eligible(length)[0]:
+        return None
+    sim = X.cosine_similarity(a, v)  # [1,10,10]
+    pred = int(X.predicted_starts(sim, start, length)[0])
+    return similarity_map(sim[0], int(start[0]), int(length[0]), pred,
+                          title=f"{vs.names[i]}: zero-shot A2V, true start {start[0]} (green), predicted {pred} (red)")

@@ -7,13 +7,17 @@ notebook shows exactly what it ran with and booleans stay booleans.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from avelib.io import atomic_path
+from avelib.io import atomic_path, write_json
 from avelib.params import ParamsError, load_params, section
+from avelib.runtime import peak_rss_mib
 
 NOTEBOOKS = Path("notebooks")
+REPORTS = Path("reports")
+TIMINGS = "timings"  # reports/timings/<stage>.json: each stage's wall time, peak RSS and cell times
 # nbconvert's templates load MathJax and require.js from a CDN; the reports must work offline.
 _REMOTE_SCRIPT = re.compile(r'<script[^>]*\ssrc="(?:https?://[^"]*)?"[^>]*>\s*</script>', re.S)
 
@@ -77,7 +81,26 @@ def run_stage(name: str, sections: list[str], params_path: str | Path = "params.
     check_params(params)
     parameters = section_parameters(params, sections)
     parameters.update(extra or {})
-    return run_notebook(name, parameters, output_name=output_name)
+    stage, start = output_name or name, time.perf_counter()
+    html = run_notebook(name, parameters, output_name=output_name)
+    timing = stage_timing(stage, time.perf_counter() - start, REPORTS / "notebooks" / f"{stage}.ipynb")
+    write_json(timing, REPORTS / TIMINGS / f"{stage}.json")
+    print(f"{timing['stage']}: {timing['seconds']:.1f} s, peak RSS {timing['peak_rss_mib']:.0f} MiB (largest process)")
+    return html
+
+
+def stage_timing(stage: str, seconds: float, executed: Path) -> dict[str, Any]:
+    """A stage's wall time, peak RSS and the time of each notebook cell (papermill's per-cell record)."""
+    import nbformat
+
+    cells = []
+    for cell in nbformat.read(str(executed), as_version=4).cells:
+        took = cell.get("metadata", {}).get("papermill", {}).get("duration")
+        if cell.cell_type == "code" and took is not None:
+            code = [line for line in cell.source.splitlines() if line.strip() and not line.startswith(("#", "from ", "import "))]
+            first = code[0] if code else ""
+            cells.append({"cell": first[:70], "seconds": round(float(took), 2)})
+    return {"stage": stage, "seconds": round(seconds, 2), "peak_rss_mib": round(peak_rss_mib(), 1), "cells": cells}
 
 
 TOP_LEVEL = ("seed",)  # plain values at the top of params.yaml
@@ -88,18 +111,22 @@ def check_params(params: Mapping[str, Any]) -> None:
     section, or a value of the wrong type, raises ParamsError naming the dotted key and what it expects."""
     from avelib.data.cache import DataConfig, DecodeConfig
     from avelib.data.synth import SynthConfig
+    from avelib.distributed import DistributedConfig
     from avelib.models.audioclip import AudioCLIPParams
     from avelib.models.localizer import LocalizerConfig
     from avelib.report import ReportConfig
     from avelib.train.ablations import variant_configs
     from avelib.train.contrastive import FinetuneConfig
+    from avelib.train.distance import CrossmodalConfig
     from avelib.train.extract import ExtractConfig
     from avelib.train.localizer import EvalConfig, TrainConfig
     from avelib.train.pretrain import PretrainConfig
+    from avelib.train.weak import WeakConfig
 
     sections = {"data": DataConfig, "synth": SynthConfig, "decode": DecodeConfig, "audioclip": AudioCLIPParams,
                 "pretrain": PretrainConfig, "finetune": FinetuneConfig, "extract": ExtractConfig,
-                "localizer": LocalizerConfig, "train": TrainConfig, "evaluate": EvalConfig, "report": ReportConfig}
+                "localizer": LocalizerConfig, "train": TrainConfig, "evaluate": EvalConfig, "distributed": DistributedConfig, "weak": WeakConfig,
+                "crossmodal": CrossmodalConfig, "report": ReportConfig}
     unknown = sorted(set(params) - set(sections) - set(TOP_LEVEL) - {"ablations"})
     if unknown:
         raise ParamsError(f"params: unknown section(s) {unknown}; known: {sorted([*sections, 'ablations', *TOP_LEVEL])}")

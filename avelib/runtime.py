@@ -110,3 +110,13 @@ def pool_context() -> mp.context.BaseContext:
     """Process pools of the media workers (decode, SynthAVE, stand-ins): fork where available, so
     callers need no `if __name__ == "__main__"` guard and start fast; the workers run numpy + PyAV only."""
     return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory in MiB of this process or of its largest finished descendant (a stage's
+    kernel, a torchrun rank, a decode worker): Linux keeps the maximum over every waited-for process."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024  # KiB on Linux

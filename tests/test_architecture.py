@@ -14,7 +14,7 @@ PACKAGE = Path(avelib.__file__).parent
 
 # Lower layers never import higher ones (a module may import its own layer, without cycles).
 LAYERS: list[set[str]] = [
-    {"__init__", "runtime", "io", "params"},  # foundation
+    {"__init__", "runtime", "io", "params", "distributed"},  # foundation
     {"data"},
     {"models"},
     {"eval"},  # metrics, statistics and result files: used by the trainers, never using them
@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"stages", "viz"},
     {"preflight", "fixtures", "plots", "predict"},
     {"explore", "report"},
-    {"notebook", "__main__"},  # the stage runner and the command line
+    {"notebook", "__main__", "ranks"},  # the stage runner, the command line, the torchrun worker
 ]
 MAX_LINES = 410
 

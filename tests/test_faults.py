@@ -38,6 +38,7 @@ SMOKE: dict[str, Any] = {
     "train": {"phases": [{"windows": [10], "epochs": 2}, {"windows": [10, 5, 3, 2], "epochs": 4}], "batch_size": 4},
     "evaluate": {"seeds": [0, 1]},
     "ablations": {"refine": {"off": {"localizer": {"refine": False}}, "on": {}}},
+    "distributed": {"localizer_nproc": 1},  # the kill points watch one process's seeds; ranks: test_distributed
 }
 
 # what must be equal between runs: (path glob, how): bytes, JSON without timings, or arrays
@@ -51,6 +52,7 @@ COMPARED = [
     ("models/evaluate/*/metrics.json", "json"), ("models/ablations/refine/*/metrics.json", "json"),
     ("reports/metrics.json", "bytes"), ("reports/baselines.json", "bytes"), ("reports/finetune.json", "bytes"),
     ("reports/ablations/refine.json", "bytes"), ("reports/ablations.json", "bytes"),
+    ("models/weak/*/*/seed*.json", "json"), ("reports/weak.json", "bytes"), ("reports/crossmodal.json", "bytes"),
 ]
 
 

@@ -299,3 +299,42 @@ def test_published_rows_come_from_eval_tables(tmp_path: Path, monkeypatch: pytes
     assert "AVE-CLIP, WACV&#39;23" in table and "83.7" in table and "79.3" in table
     assert table.count("<td>AVE</td>") == 2 and table.count("<td>SynthAVE</td>") == 2
     assert "PUBLISHED missing" not in page
+
+
+def _task_reports(reports: Path) -> None:
+    """reports/weak.json and reports/crossmodal.json from tiny real runs."""
+    from avelib.data.features import synthetic_features
+    from avelib.eval.tasks import crossmodal_summary, weak_summary
+    from avelib.io import write_json
+    from avelib.train.distance import CrossmodalConfig, crossmodal_runs
+    from avelib.train.localizer import EvalConfig, TrainConfig
+    from avelib.train.weak import WeakConfig, evaluate_weak
+
+    audio, visual, labels, splits = synthetic_features(n=40, audio_dim=8, visual_dim=8, seed=0)
+    video = np.eye(29, dtype=np.float32)[np.where((labels != 28).any(1), labels.min(1), 28)]
+    ev = EvalConfig(seeds=(0,))
+    runs = {("aveclip", "finetuned"): evaluate_weak((audio, visual), video, labels, splits, "mlp", ev.baseline,
+                                                    TrainConfig(phases=(), epochs=2), ev, WeakConfig(), None, False)}
+    write_json(weak_summary(runs, None, "SynthAVE", "protocol text"), reports / "weak.json")
+    res = crossmodal_runs(audio, visual, labels, splits, CrossmodalConfig(epochs=1), (0,), progress=False)
+    write_json(crossmodal_summary({"finetuned": res}, "SynthAVE", [0]), reports / "crossmodal.json")
+
+
+def test_index_shows_the_weak_and_crossmodal_tasks(tmp_path: Path) -> None:
+    from avelib.report import task_html
+
+    reports, params, lock = make_fake_reports(tmp_path)
+    page = build_index(reports, params, lock, reports / "index.html").read_text()
+    assert "reports/weak.json" in page and "reports/crossmodal.json" in page  # missing files are named
+    _task_reports(reports)
+    page = build_index(reports, params, lock, reports / "index.html").read_text()
+    for anchor in ('id="weak-table"', 'id="crossmodal-table"', "protocol text", "AVDLN", "PSP", "(exact)"):
+        assert anchor in page
+    assert page.count("not available: the paper&#39;s table could not be read here") == 5
+    assert "A2V zero_shot (finetuned)" in page and page.count("data:image/png;base64,") >= 2
+    assert 'id="weak-table"' in task_html(reports, "weak")
+    with pytest.raises(ValueError, match="unknown task"):
+        task_html(reports, "parsing")
+    (reports / "weak.json").write_text('{"runs": []}')
+    with pytest.raises(ReportInputError, match="weak.json"):
+        build_index(reports, params, lock, reports / "index.html")

@@ -100,3 +100,24 @@ def test_06_ablation_and_07_summary(work: Path):
     assert [(v["axis"], v["name"]) for v in variants] == [
         ("encoder", "frozen"), ("encoder", "finetuned"), ("refine", "off"), ("refine", "on")]
     assert all(len(v["test_accuracy"]["per_seed"]) == 2 for v in variants)
+
+
+def test_08_weak_and_09_crossmodal(work: Path):
+    one_seed = {**SEEDS, "seeds": [0]}  # the supervised run keeps 2: a paired comparison of unequal seed counts
+    _run("08_weak", work, data=_data(work), localizer=LOCALIZER, train=TRAIN, evaluate=one_seed,
+         weak={"thresholds": [0.3, 0.5]}, features_root=str(work / "features"),
+         supervised_metrics=str(work / "localizer" / "metrics.json"), out=str(work / "reports" / "weak.json"),
+         out_dir=str(work / "weak"))
+    weak = read_json(work / "reports" / "weak.json")
+    assert {(r["model"], r["encoder"]) for r in weak["runs"]} == {
+        (m, e) for m in ("aveclip", "avel", "mlp") for e in ("finetuned", "frozen")}
+    assert all(len(r["test_accuracy"]["per_seed"]) == 1 for r in weak["runs"])
+    assert weak["comparisons"][0]["a"] == "AVE-CLIP, supervised (fine-tuned towers)"
+    assert not (work / "weak.partial").exists() and len(list((work / "weak").rglob("seed*.json"))) == 6
+    _run("09_crossmodal", work, data=_data(work), evaluate=one_seed, crossmodal={"epochs": 2},
+         features_root=str(work / "features"), out=str(work / "reports" / "crossmodal.json"))
+    cm = read_json(work / "reports" / "crossmodal.json")
+    assert set(cm["encoders"]) == {"finetuned", "frozen"}
+    for res in cm["encoders"].values():
+        assert res["zero_shot"] is not None and len(res["learned"]["a2v"]["correct"]) == 1
+        assert 0 < res["chance"]["accuracy"] < 1

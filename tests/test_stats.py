@@ -62,3 +62,8 @@ def test_direction_and_run_scores():
         stats.run_scores({})
     with pytest.raises(ValueError, match="seeds, videos"):
         stats.per_video_accuracy([1, 2])
+
+
+def test_one_video_gives_p_one():
+    out = stats.paired_difference(np.array([[1.0], [1.0]]), np.array([[0.0]]))
+    assert out["p_value"] == 1.0 and out["difference"] == 1.0

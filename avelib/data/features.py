@@ -119,11 +119,11 @@ def _read_visual_chunked(
         return pooled, regions
 
 
-def _read_array(path: Path, ndim: int, what: str) -> np.ndarray:
+def _read_array(path: Path, ndim: int, what: str, width: int = NUM_SEGMENTS) -> np.ndarray:
     _require_file(path)
     with h5py.File(path, "r") as f:
         ds = _open_dataset(f, path, KEY)
-        if ds.ndim != ndim or ds.shape[1] != NUM_SEGMENTS:
+        if ds.ndim != ndim or ds.shape[1] != width:
             raise FeatureFileError(f"{path}: '{KEY}' has shape {ds.shape}; expected {what}")
         return np.asarray(ds[...])
 
@@ -143,6 +143,11 @@ def load_classic_features(
     if len(set(sizes.values())) != 1:
         raise FeatureFileError(f"{directory}: files disagree on the number of videos: {sizes}")
     return ClassicFeatures(audio=audio, visual=visual, labels=labels, regions=regions)
+
+
+def read_video_labels(path: str | Path) -> np.ndarray:
+    """float32 [N,29] video-level labels of the release's `mil_labels.h5` (key `avadataset`), for the weak task."""
+    return _read_array(Path(path), 2, f"[N,{NUM_CLASSES}]", width=NUM_CLASSES).astype(np.float32)
 
 
 def load_classic_splits(directory: str | Path) -> dict[str, np.ndarray]:

@@ -79,7 +79,8 @@ def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDEN
     diffs = _resampled_means(a, seeds_a, videos) - _resampled_means(b, seeds_b, videos)  # [B]
     lo, hi = _interval(diffs, confidence)
     per_video = a.mean(axis=0) - b.mean(axis=0)  # [N]
-    p = 1.0 if not per_video.any() else float(st.permutation_test(
+    # one video: the sign flip gives {d, -d}, so the two-sided p is exactly 1 (scipy needs two)
+    p = 1.0 if not per_video.any() or per_video.size < 2 else float(st.permutation_test(
         (per_video,), np.mean, permutation_type="samples", n_resamples=resamples,
         alternative="two-sided", random_state=np.random.default_rng(seed + 1),
     ).pvalue)

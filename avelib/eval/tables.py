@@ -11,6 +11,7 @@ import pandas as pd
 
 from avelib.eval.claims import FULL_MODEL, FULL_ROW, ci_text, versus_cells
 from avelib.eval.loaders import load_ablations, load_baselines, load_metrics, stage_a_text
+from avelib.eval.tasks import COMPARISON_HEADER, ci_percent, comparison_cells, pct_text
 from avelib.io import atomic_path, read_json
 
 AVE_TEST = "AVE test (402 videos)"
@@ -23,6 +24,24 @@ PUBLISHED: tuple[dict[str, Any], ...] = (
     {"method": "CMBS", "venue": "CVPR'22", "accuracy": 79.3, "features": "VGG19 + VGGish", "dataset": AVE_TEST},
     {"method": "DG-SCT", "venue": "NeurIPS'23", "accuracy": 82.2, "features": "Swin-V2-L + HTS-AT", "dataset": AVE_TEST},
     {"method": "AVE-CLIP", "venue": "WACV'23", "accuracy": 83.7, "features": "AudioCLIP, fine-tuned", "dataset": AVE_TEST},
+)
+
+# The weak and cross-modality tables of these papers could not be read here, so no value is shown:
+# each entry names where the number is published, and stays "not available" until read from there.
+NOT_READ = "not available: the paper's table could not be read here"
+PUBLISHED_WEAK: tuple[dict[str, Any], ...] = (
+    {"method": "AVEL (W-A+V-att)", "venue": "ECCV'18", "accuracy": None, "features": "VGG19 + VGGish",
+     "dataset": AVE_TEST, "note": f"weakly supervised table of Tian et al.; {NOT_READ}"},
+    {"method": "PSP", "venue": "CVPR'21", "accuracy": None, "features": "VGG19 + VGGish",
+     "dataset": AVE_TEST, "note": f"weakly supervised table of Zhou et al.; {NOT_READ}"},
+    {"method": "CMBS", "venue": "CVPR'22", "accuracy": None, "features": "VGG19 + VGGish",
+     "dataset": AVE_TEST, "note": f"weakly supervised table of Xia and Zhao; {NOT_READ}"},
+)
+PUBLISHED_CROSSMODAL: tuple[dict[str, Any], ...] = (
+    {"method": "AVDLN", "venue": "ECCV'18", "a2v": None, "v2a": None, "features": "VGG19 + VGGish",
+     "dataset": AVE_TEST, "note": f"cross-modality localization table of Tian et al.; {NOT_READ}"},
+    {"method": "DCCA (as run by AVEL)", "venue": "ECCV'18", "a2v": None, "v2a": None, "features": "VGG19 + VGGish",
+     "dataset": AVE_TEST, "note": f"cross-modality localization table of Tian et al.; {NOT_READ}"},
 )
 
 COLUMNS = ["source", "method", "dataset", "features", "accuracy", "std", "no_postprocess", "seeds"]
@@ -106,7 +125,37 @@ def readme_results(reports: str | Path) -> str:
     lines += _markdown(["ablation", "variant", *head], ablation_rows)
     if (reports / "finetune.json").is_file():
         lines += ["", "Stage A (contrastive fine-tuning): " + stage_a_text(read_json(reports / "finetune.json"))]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _task_lines(reports)) + "\n"
+
+
+def _comparison_rows(comparisons: Sequence[Mapping[str, Any]]) -> list[str]:
+    return _markdown(COMPARISON_HEADER, [comparison_cells(c) for c in comparisons])
+
+
+def _task_lines(reports: Path) -> list[str]:
+    """The weak and cross-modal tables (reports/weak.json, reports/crossmodal.json), where they exist."""
+    lines: list[str] = []
+    if (reports / "weak.json").is_file():
+        weak = read_json(reports / "weak.json")
+        rows = [[r["label"], pct_text(r["test_accuracy"]), ci_percent(r["test_accuracy_ci"]["ci"]),
+                 pct_text(r["test_accuracy_fixed"]), pct_text(r["val_accuracy"])] for r in weak["runs"]]
+        lines += ["", f"Weakly supervised ({weak['dataset']}, video-level labels only): test segment accuracy.", ""]
+        lines += _markdown(["run", "test acc. % (mean ± std)", "95 % CI", "threshold fixed 0.5, %", "val acc. %"], rows)
+        lines += [""] + _comparison_rows(weak["comparisons"])
+    if (reports / "crossmodal.json").is_file():
+        cm = read_json(reports / "crossmodal.json")
+        rows = []
+        for enc, res in cm["encoders"].items():
+            for method in ("zero_shot", "learned"):
+                if res[method] is not None:
+                    rows.append([f"{method} ({enc})", *(t for d in ("a2v", "v2a") for t in (
+                        pct_text(res[method][d]["accuracy"]), ci_percent(res[method][d]["ci"])))])
+            chance = f"{100 * res['chance']['accuracy']:.2f}"
+            rows.append([f"chance, exact ({res['videos']} videos)", chance, "—", chance, "—"])
+        lines += ["", f"Cross-modality localization ({cm['dataset']}): exact-start accuracy.", ""]
+        lines += _markdown(["method (towers)", "A2V %", "95 % CI", "V2A %", "95 % CI"], rows)
+        lines += [""] + _comparison_rows(cm["comparisons"])
+    return lines
 
 
 def sync_readme(readme: str | Path, reports: str | Path, check: bool = False) -> bool:

@@ -57,12 +57,14 @@ class LocalizerConfig:
 
 @dataclass
 class LocalizerOutput:
-    """alpha [B,T] in (0,1), alpha_logits [B,T], class_logits [B,28], attention maps when asked."""
+    """alpha [B,T] in (0,1), alpha_logits [B,T], class_logits [B,28], attention maps when asked, and
+    sequence [B,T,D]: the per-second features whose max over time feeds the classifier."""
 
     alpha: torch.Tensor
     alpha_logits: torch.Tensor
     class_logits: torch.Tensor
     attention: dict[str, Any] | None = field(default=None)
+    sequence: torch.Tensor | None = field(default=None)
 
 
 def window_sizes(length: int, w: int) -> list[int]:
@@ -284,7 +286,13 @@ class AVECLIPLocalizer(nn.Module):
             alpha = torch.sigmoid(alpha_logits)  # [B,T]
             g = f  # [B,T,D]
         class_logits = self.classifier(g.max(dim=1).values)  # [B,28]
-        return LocalizerOutput(alpha, alpha_logits, class_logits, maps if return_attention else None)
+        return LocalizerOutput(alpha, alpha_logits, class_logits, maps if return_attention else None, g)
+
+    def second_class_logits(self, out: LocalizerOutput) -> torch.Tensor:
+        """[B,T,28]: the classifier applied to each second instead of the time max (weak supervision)."""
+        if out.sequence is None:
+            raise ValueError("this output carries no per-second sequence")
+        return self.classifier(out.sequence)  # [B,T,28]
 
     @staticmethod
     def segment_scores(out: LocalizerOutput) -> torch.Tensor:

@@ -73,3 +73,18 @@ def data_hashes(lock_path: Path) -> list[tuple[str, str, str, str]]:
             extra = f"{size} B" + (f", {out['nfiles']} files" if "nfiles" in out else "") if size is not None else ""
             rows.append((str(stage), str(out["path"]), str(out.get("md5", out.get("hash", "—"))), extra))
     return rows
+
+
+def timings_summary(folder: Path) -> dict[str, object]:
+    """`reports/timings.json`: each stage's wall time and peak RSS (from reports/timings/<stage>.json,
+    written by the stage runner), their total and the largest peak; empty where no stage has run."""
+    from avelib.eval.loaders import read_mapping
+
+    stages = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        t = read_mapping(path)
+        if not {"seconds", "peak_rss_mib"} <= t.keys():
+            raise ReportInputError(f"{path}: a stage timing needs 'seconds' and 'peak_rss_mib'; rerun its stage")
+        stages[path.stem] = {"seconds": t["seconds"], "peak_rss_mib": t["peak_rss_mib"]}
+    return {"stages": stages, "total_seconds": round(sum(float(s["seconds"]) for s in stages.values()), 1),
+            "max_peak_rss_mib": max((float(s["peak_rss_mib"]) for s in stages.values()), default=None)}

@@ -16,8 +16,8 @@ from avelib.io import atomic_path
 from avelib.params import load_params, section
 from avelib.predict import PredictDefaults
 from avelib.report import blocks as B
-from avelib.report import sections
-from avelib.report.environment import DEFAULT_PACKAGES, data_hashes, environment_info
+from avelib.report import sections, tasks
+from avelib.report.environment import DEFAULT_PACKAGES, data_hashes, environment_info, timings_summary
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,17 @@ def _section(id: str, title: str, blocks: list[B.Block]) -> dict[str, object]:
     return {"id": id, "title": title, "nav": title.split(" (")[0], "blocks": blocks}
 
 
+def _timings(reports: Path) -> list[B.Block]:
+    t = timings_summary(reports / "timings")
+    if not t["stages"]:
+        return [B.missing(reports / "timings" / "*.json")]
+    rows = [[name, f"{s['seconds']:.1f}", f"{s['peak_rss_mib']:.0f}"] for name, s in t["stages"].items()]
+    rows.append([B.cell("all stages", bold=True), f"{t['total_seconds']:.1f}", f"{t['max_peak_rss_mib']:.0f} (max)"])
+    return [B.text("Wall time of each stage's last run and the peak RSS of its largest process (the stage "
+                   "runner's record, reports/timings/; `dvc metrics diff` compares them across commits)."),
+            B.table(["stage", "seconds", "peak RSS (MiB)"], rows, id="timings")]
+
+
 def render_index(
     reports_dir: str | Path = "reports",
     params_path: str | Path = "params.yaml",
@@ -69,11 +80,14 @@ def render_index(
     page = [
         _section("main", "Main result", sections.main_table(reports)),
         _section("ablations", "Ablations", sections.ablations(reports)),
+        _section("weak", "Weakly supervised localization", tasks.weak(reports)),
+        _section("crossmodal", "Cross-modality localization (A2V / V2A)", tasks.crossmodal(reports)),
         _section("stage-a", "Stage A: contrastive fine-tuning", sections.finetune(reports)),
         _section("run", "Training curves and confusion matrix", sections.run_figures(reports)),
         _section("curves", "Other plots (reports/plots)", sections.plots(reports)),
         _section("figures", "Figures (confusion matrix, timelines, ...)", sections.figures(reports)),
         _section("notebooks", "Executed notebooks", sections.notebooks(reports, out)),
+        _section("timings", "Stage timings and peak memory", _timings(reports)),
         _section("environment", "Environment", [B.table(["item", "value"], environment_info(packages).items())]),
         _section("params", f"Parameters ({params_path.name})", params),
         _section("hashes", "Data hashes (dvc.lock)", lock),

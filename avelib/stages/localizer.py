@@ -1,7 +1,9 @@
 """Entry points of the localizer stages: train, evaluate and one ablation axis.
 
 Each builds its output in `<out_dir>.partial/` (avelib.io.resumable_dir): a killed run is continued
-by the next one with the same params, and seeds whose training finished are not trained again.
+by the next one with the same params, and seeds whose training finished are not trained again. With
+`distributed.localizer_nproc > 1` the seeds are first trained on that many torchrun ranks
+(avelib.distributed.spread, the `*_jobs` functions below); the stage then evaluates on the same path.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, Mapping
 from avelib.data.ave import load_dataset
 from avelib.data.cache import DataConfig
 from avelib.data.prepare import dataset_label
+from avelib.distributed import DistributedConfig, Shard, spread
 from avelib.io import read_json, resumable_dir
 from avelib.models.localizer import LocalizerConfig
 from avelib.params import section
@@ -20,47 +23,76 @@ from avelib.train.localizer import EvalConfig, TrainConfig
 from avelib.train.runs import evaluate_seeds, evaluate_variants
 
 
-def _localizer_configs(params: Mapping[str, Any]) -> tuple[LocalizerConfig, TrainConfig, EvalConfig]:
+def localizer_configs(params: Mapping[str, Any]) -> tuple[LocalizerConfig, TrainConfig, EvalConfig]:
     return (section(params, "localizer", LocalizerConfig), section(params, "train", TrainConfig),
             section(params, "evaluate", EvalConfig))
 
 
-def _record(stage: str, params: Mapping[str, Any], **inputs: Any) -> dict[str, Any]:
-    """What a partial output of `stage` was made with: a rerun continues it only when this is equal."""
-    return {"stage": stage, "params": {k: params[k] for k in sorted(params)}, **inputs}
+def stage_record(stage: str, params: Mapping[str, Any], **inputs: Any) -> dict[str, Any]:
+    """What a partial output of `stage` was made with: a rerun continues it only when this is equal
+    (the process count is left out: it changes the schedule, not the results)."""
+    return {"stage": stage, "params": {k: params[k] for k in sorted(params) if k != "distributed"}, **inputs}
+
+
+def distributed_config(params: Mapping[str, Any]) -> DistributedConfig:
+    return section(params, "distributed", DistributedConfig) if "distributed" in params else DistributedConfig()
+
+
+def train_jobs(params: Mapping[str, Any], features_dir: str, work: Path, shard: Shard | None = None,
+               progress: bool = True) -> dict[str, Any]:
+    """The train stage's runs in `work` (with a shard: only that rank's seeds, trained, not evaluated)."""
+    data = section(params, "data", DataConfig)
+    dataset = load_dataset(data.root)
+    loc, train, evaluate = localizer_configs(params)
+    return evaluate_seeds(features_dir, dataset.labels, dataset.splits, "aveclip", loc, train, evaluate, out_dir=work,
+                          dataset=dataset_label(data), encoder=Path(features_dir).name, progress=progress, shard=shard)
+
+
+def evaluate_jobs(params: Mapping[str, Any], features_dir: str, names: list[str], work: Path,
+                  shard: Shard | None = None, progress: bool = True) -> dict[str, Any]:
+    """The evaluate stage's runs `names` (avelib.train.runs.VARIANTS) in `work`."""
+    data = section(params, "data", DataConfig)
+    dataset = load_dataset(data.root)
+    loc, train, evaluate = localizer_configs(params)
+    return evaluate_variants(features_dir, dataset.labels, dataset.splits, loc, train, evaluate, out_dir=work,
+                             dataset=dataset_label(data), names=tuple(names), encoder=Path(features_dir).name,
+                             progress=progress, shard=shard)
+
+
+def ablation_jobs(params: Mapping[str, Any], axis: str, features_root: str, main_metrics: str, work: Path,
+                  shard: Shard | None = None, progress: bool = True) -> dict[str, Any]:
+    """One ablation axis's variants in `work`."""
+    data = section(params, "data", DataConfig)
+    dataset = load_dataset(data.root)
+    base = {k: params[k] for k in ("localizer", "train", "evaluate")}
+    return run_axis(axis, params["ablations"][axis], base, features_root, dataset.labels, dataset.splits,
+                    dataset_label(data), main_run=read_json(main_metrics), out_dir=work, progress=progress, shard=shard)
+
+
+JOBS = {"train": train_jobs, "evaluate": evaluate_jobs, "ablate": ablation_jobs}
+
+
+def _run(stage: str, params: Mapping[str, Any], out_dir: str | Path, progress: bool, **arguments: Any) -> dict[str, Any]:
+    """Build `out_dir` resumably: the ranks train first (if any), then this process evaluates every run."""
+    with resumable_dir(out_dir, stage_record(stage, params, **arguments)) as (work, _):
+        spread(distributed_config(params), stage, {"params": dict(params), **arguments, "progress": False}, work)
+        return JOBS[stage](params, **arguments, work=work, progress=progress)
 
 
 def run_train(params: Mapping[str, Any], features_dir: str | Path, out_dir: str | Path,
               progress: bool = True) -> dict[str, Any]:
-    """The train stage from `data`, `localizer`, `train`, `evaluate`: AVE-CLIP over the seeds."""
-    data = section(params, "data", DataConfig)
-    dataset = load_dataset(data.root)
-    loc, train, evaluate = _localizer_configs(params)
-    with resumable_dir(out_dir, _record("train", params, features=str(features_dir))) as (work, _):
-        return evaluate_seeds(features_dir, dataset.labels, dataset.splits, "aveclip", loc, train, evaluate, out_dir=work,
-                              dataset=dataset_label(data), encoder=Path(features_dir).name, progress=progress)
+    """The train stage from `data`, `localizer`, `train`, `evaluate` (and `distributed`): AVE-CLIP over the seeds."""
+    return _run("train", params, out_dir, progress, features_dir=str(features_dir))
 
 
 def run_evaluate(params: Mapping[str, Any], features_dir: str | Path, out_dir: str | Path,
                  names: tuple[str, ...], progress: bool = True) -> dict[str, Any]:
     """The evaluate stage's runs `names` (avelib.train.runs.VARIANTS) on the same features and seeds."""
-    data = section(params, "data", DataConfig)
-    dataset = load_dataset(data.root)
-    loc, train, evaluate = _localizer_configs(params)
-    with resumable_dir(out_dir, _record("evaluate", params, features=str(features_dir), names=list(names))) as (work, _):
-        return evaluate_variants(features_dir, dataset.labels, dataset.splits, loc, train, evaluate, out_dir=work,
-                                 dataset=dataset_label(data), names=names, encoder=Path(features_dir).name,
-                                 progress=progress)["variants"]
+    return _run("evaluate", params, out_dir, progress, features_dir=str(features_dir), names=list(names))["variants"]
 
 
 def run_ablation(params: Mapping[str, Any], axis: str, features_root: str | Path, main_metrics: str | Path,
                  out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     """One ablation axis from `data`, `localizer`, `train`, `evaluate`, `ablations.<axis>`."""
-    data = section(params, "data", DataConfig)
-    dataset = load_dataset(data.root)
-    variants = params["ablations"][axis]
-    base = {k: params[k] for k in ("localizer", "train", "evaluate")}
-    main = read_json(main_metrics)
-    with resumable_dir(out_dir, _record("ablate", params, axis=axis, features=str(features_root))) as (work, _):
-        return run_axis(axis, variants, base, features_root, dataset.labels, dataset.splits, dataset_label(data),
-                        main_run=main, out_dir=work, progress=progress)
+    return _run("ablate", params, out_dir, progress, axis=axis, features_root=str(features_root),
+                main_metrics=str(main_metrics))

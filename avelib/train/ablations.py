@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from avelib.distributed import Shard
 from avelib.eval.results import summary
 from avelib.io import read_json, write_json
 from avelib.models.localizer import LocalizerConfig
@@ -58,6 +59,7 @@ def run_axis(
     main_run: Mapping[str, Any] | None = None,
     progress: bool = True,
     out_dir: str | Path | None = None,
+    shard: Shard | None = None,
 ) -> dict[str, Any]:
     """Train and test every variant of one axis; the `reports/ablations/<axis>.json` content.
 
@@ -79,9 +81,11 @@ def run_axis(
         else:
             runs[name] = evaluate_seeds(Path(features_root) / features, labels, dict(splits), "aveclip", loc, train,
                                         evaluate, out_dir=Path(out_dir) / name if out_dir is not None else None,
-                                        dataset=dataset, progress=progress, encoder=features)
+                                        dataset=dataset, progress=progress, encoder=features, shard=shard)
         if reference is None and name in full:
             reference = runs[name]
+    if shard is not None:  # a rank only trains (avelib.distributed)
+        return {}
     entries = [{"axis": axis, "name": name, "params": dict(variants[name] or {}), "dataset": dataset,
                 "is_full_model": name in full, **summary(run, reference), "chosen_max_len": run["chosen_max_len"]}
                for name, run in runs.items()]

@@ -11,7 +11,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -20,11 +20,17 @@ from tqdm.auto import tqdm
 from avelib.data.ave import NUM_SEGMENTS
 from avelib.eval import metrics as M
 from avelib.io import write_json
-from avelib.models.device import cpu_state, resolve_device
 from avelib.models.baselines import BaselineConfig, segment_predictions
+from avelib.models.device import cpu_state, resolve_device
 from avelib.params import resolved
-from avelib.train.checkpointing import LAST, load_resume_point, save_resume_point, save_torch
+from avelib.train.checkpointing import (
+    LAST,
+    load_resume_point,
+    save_resume_point,
+    save_torch,
+)
 from avelib.train.seeding import seed_everything
+
 
 @dataclass(frozen=True)
 class PhaseConfig:
@@ -100,7 +106,7 @@ class TrainResult:
     resumed_from: int = 0
 
 
-def _tensor(x: Any) -> torch.Tensor:
+def as_float_tensor(x: Any) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
 
@@ -116,13 +122,13 @@ def _fingerprint(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Tens
     return h.hexdigest()
 
 
-def _phases(cfg: TrainConfig) -> list[tuple[tuple[int, ...] | None, int]]:
+def phase_plan(cfg: TrainConfig) -> list[tuple[tuple[int, ...] | None, int]]:
     if cfg.phases:
         return [(tuple(p.windows), p.epochs) for p in cfg.phases]
     return [(None, cfg.epochs)]
 
 
-def _windows_at(phases: list[tuple[tuple[int, ...] | None, int]], epoch: int) -> tuple[int, ...] | None:
+def windows_at(phases: list[tuple[tuple[int, ...] | None, int]], epoch: int) -> tuple[int, ...] | None:
     end = 0
     for windows, n in phases:
         end += n
@@ -131,12 +137,12 @@ def _windows_at(phases: list[tuple[tuple[int, ...] | None, int]], epoch: int) ->
     return phases[-1][0]
 
 
-def _set_windows(model: torch.nn.Module, windows: tuple[int, ...] | None) -> None:
+def set_windows(model: torch.nn.Module, windows: tuple[int, ...] | None) -> None:
     if hasattr(model, "set_windows"):
         model.set_windows(windows)
 
 
-def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int) -> torch.optim.lr_scheduler.LRScheduler:
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
     if cfg.schedule == "step":
@@ -151,7 +157,7 @@ def predict_arrays(
     """Per-second predictions int64 [N,10] and, for AVE-CLIP, alpha float32 [N,10]."""
     model.eval()
     device = next(model.parameters()).device
-    a, v = _tensor(audio), _tensor(visual)
+    a, v = as_float_tensor(audio), as_float_tensor(visual)
     preds, alphas = [], []
     for lo in range(0, a.shape[0], batch_size):
         out = model(a[lo : lo + batch_size].to(device), v[lo : lo + batch_size].to(device))
@@ -160,6 +166,24 @@ def predict_arrays(
             alphas.append(out.alpha.float().cpu())  # [b,10]
     pred = torch.cat(preds).numpy().astype(np.int64)
     return pred, (torch.cat(alphas).numpy() if alphas else None)
+
+
+def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, rows: torch.Tensor, cfg: TrainConfig,
+                gen: torch.Generator, batch_loss: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+    """One epoch over `rows` [N] shuffled by `gen`, in batches of cfg.batch_size, clipped as cfg says;
+    each step's loss, detached (no host sync per step). Shared by the supervised and the weak trainer."""
+    model.train()
+    perm = rows[torch.randperm(len(rows), generator=gen)]  # [N]
+    losses = []
+    for lo in range(0, len(perm), cfg.batch_size):
+        loss = batch_loss(perm[lo : lo + cfg.batch_size])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
+        opt.step()
+        losses.append(loss.detach())
+    return losses
 
 
 def train_model(
@@ -185,13 +209,13 @@ def train_model(
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     gen = seed_everything(seed)
-    audio, visual = _tensor(features[0]), _tensor(features[1])  # [N,10,Da], [N,10,(R,)Dv]
+    audio, visual = as_float_tensor(features[0]), as_float_tensor(features[1])  # [N,10,Da], [N,10,(R,)Dv]
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)  # [N,10]
     if y.dim() != 2 or y.shape[1] != NUM_SEGMENTS or audio.shape[0] != y.shape[0] or visual.shape[0] != y.shape[0]:
         raise ValueError(f"features {tuple(audio.shape)}/{tuple(visual.shape)} and labels {tuple(y.shape)} do not match")
     tr = torch.as_tensor(np.asarray(splits["train"]), dtype=torch.int64)  # [Ntr]
     va = torch.as_tensor(np.asarray(splits["val"]), dtype=torch.int64)  # [Nva]
-    phases = _phases(cfg)
+    phases = phase_plan(cfg)
     total = sum(n for _, n in phases)
     weights = {"bce": cfg.bce_weight, "ce": cfg.ce_weight}
     run_id = {"train": resolved(cfg), "seed": seed, "model": type(model).__name__,
@@ -200,7 +224,7 @@ def train_model(
     model.to(device)
     audio, visual, y_dev = audio.to(device), visual.to(device), y.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = _scheduler(opt, cfg, total)
+    sched = make_scheduler(opt, cfg, total)
 
     history: list[dict[str, Any]] = []
     best_val, best_epoch, best_windows = -1.0, -1, None
@@ -217,28 +241,21 @@ def train_model(
         best_val, best_epoch = ck["best_val"], ck["best_epoch"]
         best_state = {k: v.cpu() for k, v in ck["best_state"].items()}
         best_windows = tuple(ck["best_windows"]) if ck["best_windows"] is not None else None
-        print(f"train {type(model).__name__} seed {seed}: resumed from {last} after epoch {start} of {total}")
+        done = " (complete: not trained again)" if start >= total else ""
+        print(f"train {type(model).__name__} seed {seed}: resumed from {last} after epoch {start} of {total}{done}")
     resumed_from = start
+
+    def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+        idx = rows.to(device)  # [b]
+        return model.loss(model(audio[idx], visual[idx]), y_dev[idx], weights)
 
     end = total if stop_after is None else min(total, start + stop_after)
     bar = tqdm(range(start, end), desc=f"train {type(model).__name__} seed {seed}", disable=None if progress else True)
     for epoch in bar:
         t0 = time.perf_counter()
-        windows = _windows_at(phases, epoch)
-        _set_windows(model, windows)
-        model.train()
-        perm = tr[torch.randperm(len(tr), generator=gen)]  # [Ntr]
-        losses = []
-        for lo in range(0, len(perm), cfg.batch_size):
-            idx = perm[lo : lo + cfg.batch_size].to(device)  # [b]
-            out = model(audio[idx], visual[idx])
-            loss = model.loss(out, y_dev[idx], weights)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
-            opt.step()
-            losses.append(loss.detach())  # no host sync per step
+        windows = windows_at(phases, epoch)
+        set_windows(model, windows)
+        losses = train_epoch(model, opt, tr, cfg, gen, batch_loss)
         lr = opt.param_groups[0]["lr"]
         sched.step()
         pred, _ = predict_arrays(model, audio[va], visual[va])  # [Nva,10]
@@ -260,7 +277,7 @@ def train_model(
     model.to("cpu")  # evaluation, checkpoints and inference work on the CPU copy
     if best_state:
         model.load_state_dict(best_state)
-        _set_windows(model, best_windows)
+        set_windows(model, best_windows)
     if out_dir is not None and len(history) == total:
         save_torch(Path(out_dir) / "best.pt", {"model": best_state, "epoch": best_epoch, "val_accuracy": best_val,
                                                      "windows": list(best_windows) if best_windows else None,

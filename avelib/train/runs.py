@@ -18,6 +18,7 @@ import torch
 
 from avelib.data.ave import CATEGORIES
 from avelib.data.features import load_feature_set
+from avelib.distributed import Shard
 from avelib.eval import metrics as M
 from avelib.eval import stats
 from avelib.eval.postprocess import choose_max_len, smooth_predictions
@@ -67,8 +68,12 @@ def evaluate_seeds(
     dataset: str = "unknown",
     progress: bool = True,
     encoder: str = "unknown",
+    shard: Shard | None = None,
 ) -> dict[str, Any]:
     """Train `model_kind` once per seed, choose L on validation, test; the metrics dict (and files in out_dir).
+
+    With a `shard` (a torchrun rank, avelib.distributed) only that rank's seeds are trained into
+    out_dir and {} is returned: the stage's own process evaluates them afterwards, resuming each.
 
     Keys: dataset, model, test_accuracy / test_accuracy_no_postprocess / val_accuracy {mean,std,per_seed},
     test_accuracy_ci (crossed bootstrap, avelib.eval.stats), test_correct_seconds (per seed, per test video),
@@ -91,12 +96,16 @@ def evaluate_seeds(
     per_class, pr_runs, conf = [], [], np.zeros((29, 29), dtype=np.int64)
     preds: dict[str, np.ndarray] = {"test_index": te, "test_labels": labels[te]}
     for seed in eval_cfg.seeds:
+        if shard is not None and not shard.take():
+            continue
         seed_everything(seed)  # the initial weights depend on the seed
         model = build_model(model_kind, model_cfg, audio.shape[-1], visual.shape[-1])
         t0 = time.perf_counter()
         res = train_model(model, (audio, visual), labels, splits, train_cfg, seed=seed,
                           out_dir=out / f"seed{seed}" if out is not None else None, progress=progress)
         seconds.append(time.perf_counter() - t0)
+        if shard is not None:
+            continue
         val_pred, _ = predict_arrays(model, audio[va], visual[va])  # [Nva,10]
         max_len, _ = choose_max_len(val_pred, labels[va], eval_cfg.postprocess_candidates)
         raw, alpha = predict_arrays(model, audio[te], visual[te])  # [Nte,10]
@@ -120,6 +129,8 @@ def evaluate_seeds(
         preds[f"raw_seed{seed}"] = raw
         if alpha is not None:
             preds[f"alpha_seed{seed}"] = alpha
+    if shard is not None:
+        return {}
     stacked = np.stack(per_class)  # [S,29], NaN where a class has no test segment
     seen = ~np.isnan(stacked)
     pc = np.where(seen.any(0), np.where(seen, stacked, 0.0).sum(0) / np.maximum(seen.sum(0), 1), np.nan)  # [29]
@@ -173,6 +184,7 @@ def evaluate_variants(
     progress: bool = True,
     names: tuple[str, ...] | None = None,
     encoder: str = "unknown",
+    shard: Shard | None = None,
 ) -> dict[str, Any]:
     """The evaluation stage: AVE-CLIP, its audio-only and visual-only variants, AVEL and the MLP
     (`names` picks a subset of VARIANTS by name).
@@ -195,8 +207,8 @@ def evaluate_variants(
         else:
             cfg = eval_cfg.baseline
         runs[name] = evaluate_seeds(features, labels, splits, kind, cfg, train_cfg, eval_cfg,
-                                    out / name if out is not None else None, dataset, progress, encoder)
+                                    out / name if out is not None else None, dataset, progress, encoder, shard)
     combined = {**runs.get("aveclip", {}), "variants": runs}
-    if out is not None:
+    if out is not None and shard is None:
         write_json(combined, out / "metrics.json")
     return combined

@@ -1,0 +1,144 @@
+"""The result files of the other two AVE tasks: `reports/weak.json` and `reports/crossmodal.json`.
+
+Each holds the runs' accuracies with their 95 % CIs and the paired differences that matter, every one
+as `a - b` on the same test videos (avelib.eval.stats.paired_difference, verdict "a" / "b" / "not
+resolved"). Published numbers of both tasks could not be confirmed here (avelib.eval.tables).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from avelib.eval import crossmodal as X
+from avelib.eval.claims import p_text, points
+from avelib.eval.stats import compare_runs
+
+MODEL_LABELS = {"aveclip": "AVE-CLIP", "avel": "AVEL", "mlp": "per-second MLP"}
+ENCODER_LABELS = {"finetuned": "fine-tuned towers", "frozen": "frozen towers"}
+DIRECTIONS = ("a2v", "v2a")
+
+
+def verdict_text(comparison: Mapping[str, Any]) -> str:
+    """'resolved: <a> higher' / 'resolved: <b> higher' / 'not resolved' of a named paired comparison."""
+    c = comparison
+    return {"a": f"resolved: {c['a']} higher", "b": f"resolved: {c['b']} higher"}.get(c["verdict"], "not resolved")
+
+
+COMPARISON_HEADER = ["a", "b", "a − b, points [95 % CI]", "p", "verdict"]
+
+
+def comparison_cells(c: Mapping[str, Any]) -> list[str]:
+    """One row under COMPARISON_HEADER."""
+    return [c["a"], c["b"], f"{points(c['difference'])} [{points(c['ci'][0])}, {points(c['ci'][1])}]",
+            p_text(c["p_value"]), verdict_text(c)]
+
+
+def weak_label(model: str, encoder: str) -> str:
+    return f"{MODEL_LABELS.get(model, model)}, weak ({ENCODER_LABELS.get(encoder, encoder)})"
+
+
+def _named(a: str, b: str, diff: Mapping[str, Any]) -> dict[str, Any]:
+    return {"a": a, "b": b, **diff}
+
+
+def weak_comparisons(runs: Mapping[tuple[str, str], Mapping[str, Any]],
+                     supervised: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Supervised vs weak AVE-CLIP (fine-tuned towers), weak AVE-CLIP vs each weak baseline per encoder,
+    and fine-tuned vs frozen towers per model; only the pairs whose runs exist."""
+    out = []
+    if supervised is not None and ("aveclip", "finetuned") in runs:
+        out.append(_named("AVE-CLIP, supervised (fine-tuned towers)", weak_label("aveclip", "finetuned"),
+                          compare_runs(supervised, runs[("aveclip", "finetuned")])))
+    encoders = sorted({e for _, e in runs}, key=list(ENCODER_LABELS).index)
+    for enc in encoders:
+        for other in ("avel", "mlp"):
+            if ("aveclip", enc) in runs and (other, enc) in runs:
+                out.append(_named(weak_label("aveclip", enc), weak_label(other, enc),
+                                  compare_runs(runs[("aveclip", enc)], runs[(other, enc)])))
+    for model in MODEL_LABELS:
+        if (model, "finetuned") in runs and (model, "frozen") in runs:
+            out.append(_named(weak_label(model, "finetuned"), weak_label(model, "frozen"),
+                              compare_runs(runs[(model, "finetuned")], runs[(model, "frozen")])))
+    return out
+
+
+def weak_summary(runs: Mapping[tuple[str, str], Mapping[str, Any]], supervised: Mapping[str, Any] | None,
+                 dataset: str, protocol: str) -> dict[str, Any]:
+    """`reports/weak.json` from the runs keyed (model, encoder) (avelib.train.weak.evaluate_weak)."""
+    rows = [{"label": weak_label(m, e), "model": m, "encoder": e, "dataset": dataset,
+             **{k: run[k] for k in ("test_accuracy", "test_accuracy_ci", "test_accuracy_fixed", "test_accuracy_fixed_ci",
+                                    "val_accuracy", "test_video_accuracy", "chosen_threshold", "best_epoch", "pool",
+                                    "seeds", "test_correct_seconds")}}
+            for (m, e), run in runs.items()]
+    example = next((run["example"] for (m, e), run in runs.items() if m == "aveclip"), None)
+    return {"dataset": dataset, "protocol": protocol, "runs": rows,
+            "supervised": ({"test_accuracy": supervised["test_accuracy"], "test_accuracy_ci": supervised["test_accuracy_ci"]}
+                           if supervised is not None else None),
+            "comparisons": weak_comparisons(runs, supervised), "example": example}
+
+
+def crossmodal_comparisons(by_encoder: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per direction: each method vs chance, learned vs zero-shot, fine-tuned vs frozen towers (zero-shot)."""
+    out = []
+    for d in DIRECTIONS:
+        for enc, res in by_encoder.items():
+            chance = np.asarray(res["chance"]["per_video"])
+            for method in ("zero_shot", "learned"):
+                if res[method] is not None:
+                    out.append(_named(f"{d.upper()} {method} ({enc})", "chance", X.versus(res[method][d], chance)))
+            if res["zero_shot"] is not None:
+                out.append(_named(f"{d.upper()} learned ({enc})", f"{d.upper()} zero_shot ({enc})",
+                                  X.versus(res["learned"][d], res["zero_shot"][d])))
+        fine, frozen = by_encoder.get("finetuned"), by_encoder.get("frozen")
+        if fine and frozen and fine["zero_shot"] is not None and frozen["zero_shot"] is not None:
+            out.append(_named(f"{d.upper()} zero_shot (finetuned)", f"{d.upper()} zero_shot (frozen)",
+                              X.versus(fine["zero_shot"][d], frozen["zero_shot"][d])))
+    return out
+
+
+def crossmodal_summary(by_encoder: Mapping[str, Mapping[str, Any]], dataset: str, seeds: list[int]) -> dict[str, Any]:
+    """`reports/crossmodal.json` from avelib.train.distance.crossmodal_runs per encoder."""
+    return {"dataset": dataset, "seeds": seeds, "encoders": dict(by_encoder),
+            "comparisons": crossmodal_comparisons(by_encoder)}
+
+
+
+def pct_text(stat: Mapping[str, Any] | None) -> str:
+    """'83.10 ± 1.20' (%) of a {mean, std} fraction summary; '—' without one."""
+    return "—" if not stat else f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
+
+
+def ci_percent(ci: Any) -> str:
+    """'[81.00, 85.20]' (%) of a [lo, hi] fraction interval; '—' without one."""
+    return "—" if ci is None else f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
+
+
+def weak_frame(summary: Mapping[str, Any]) -> pd.DataFrame:
+    """The weak runs of `reports/weak.json` as a table (accuracies in %)."""
+    return pd.DataFrame([{"run": r["label"], "test acc. %": pct_text(r["test_accuracy"]), "95 % CI": ci_percent(r["test_accuracy_ci"]["ci"]),
+                          "fixed 0.5 %": pct_text(r["test_accuracy_fixed"]), "val acc. %": pct_text(r["val_accuracy"]),
+                          "video acc. %": pct_text(r["test_video_accuracy"]), "thresholds": r["chosen_threshold"]}
+                         for r in summary["runs"]])
+
+
+def crossmodal_frame(summary: Mapping[str, Any]) -> pd.DataFrame:
+    """A2V / V2A per encoder and method of `reports/crossmodal.json` (accuracies in %), chance last."""
+    rows = []
+    for enc, res in summary["encoders"].items():
+        for method in ("zero_shot", "learned"):
+            if res[method] is not None:
+                rows.append({"towers": enc, "method": method, **{
+                    f"{d.upper()} {k}": (pct_text(res[method][d]["accuracy"]) if k == "%" else ci_percent(res[method][d]["ci"]))
+                    for d in DIRECTIONS for k in ("%", "95 % CI")}})
+        rows.append({"towers": enc, "method": f"chance (exact, {res['videos']} videos)",
+                     "A2V %": f"{100 * res['chance']['accuracy']:.2f}", "V2A %": f"{100 * res['chance']['accuracy']:.2f}"})
+    return pd.DataFrame(rows).fillna("—")
+
+
+def comparisons_frame(comparisons: list[Mapping[str, Any]]) -> pd.DataFrame:
+    """Paired comparisons a − b in percentage points with CI, p and verdict."""
+    return pd.DataFrame([comparison_cells(c) for c in comparisons], columns=COMPARISON_HEADER)

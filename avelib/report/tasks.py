@@ -1,0 +1,115 @@
+"""The index sections of the weak and cross-modality tasks (reports/weak.json, reports/crossmodal.json):
+our runs with CIs beside the published entries, the paired comparisons and one figure each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from avelib.eval.loaders import ReportInputError, read_mapping
+from avelib.eval.tables import PUBLISHED_CROSSMODAL, PUBLISHED_WEAK
+from avelib.eval.tasks import COMPARISON_HEADER, ci_percent, comparison_cells, pct_text
+from avelib.report import blocks as B
+from avelib.report.blocks import Block
+from avelib.viz.report import figure_to_data_uri
+from avelib.viz.tasks import similarity_map, weak_score_curves
+
+WEAK_CAPTION = ("Weakly supervised: training reads video-level labels only. Segment accuracy on the test split, "
+                "mean ± std over seeds, 95 % CI by a crossed bootstrap over test videos and seeds.")
+CROSSMODAL_CAPTION = ("Cross-modality localization (AVEL's protocol): the event seconds of one modality slide over "
+                      "the other's 10 seconds; correct only when the predicted start is exact. Test videos with an "
+                      "event of 1-9 s; mean ± std over seeds (zero-shot: one deterministic run), 95 % CI.")
+
+
+def comparison_table(comparisons: Sequence[Mapping[str, Any]]) -> Block:
+    """a − b in points with CI, p and the verdict ("a" / "b" named, or not resolved)."""
+    return B.table(COMPARISON_HEADER, [comparison_cells(c) for c in comparisons])
+
+
+def _load(path: Path, keys: Sequence[str]) -> dict[str, Any] | None:
+    """The task's result file, None when its stage has not run; raises naming a missing key."""
+    if not path.is_file():
+        return None
+    data = read_mapping(path)
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise ReportInputError(f"{path}: missing key(s) {missing}; rerun its stage")
+    return data
+
+
+def weak(reports: Path) -> list[Block]:
+    """The weak runs (threshold chosen on validation, and fixed at 0.5), published entries, comparisons, curves."""
+    path = reports / "weak.json"
+    data = _load(path, ("runs", "comparisons", "dataset"))
+    if data is None:
+        return [B.missing(path)]
+    header = ["method", "dataset", "source", "test acc. (%)", "95 % CI", "fixed 0.5: test acc. (%)", "95 % CI",
+              "val acc. (%)", "video acc. (%)"]
+    rows: list[list[B.Cell]] = []
+    if data.get("supervised"):
+        s = data["supervised"]
+        rows.append(["AVE-CLIP, supervised (for reference)", data["dataset"], "this run", pct_text(s["test_accuracy"]),
+                     ci_percent(s["test_accuracy_ci"]["ci"]), "—", "—", "—", "—"])
+    for r in data["runs"]:
+        rows.append([B.cell(r["label"], bold=r["model"] == "aveclip"), r["dataset"], "this run", pct_text(r["test_accuracy"]),
+                     ci_percent(r["test_accuracy_ci"]["ci"]), pct_text(r["test_accuracy_fixed"]), ci_percent(r["test_accuracy_fixed_ci"]["ci"]),
+                     pct_text(r["val_accuracy"]), pct_text(r["test_video_accuracy"])])
+    for p in PUBLISHED_WEAK:
+        rows.append([B.cell(p["method"], note=f"[{p['features']}]"), p["dataset"], f"published ({p['venue']}): {p['note']}",
+                     "—" if p["accuracy"] is None else f"{p['accuracy']:.1f}", "—", "—", "—", "—", "—"])
+    out = [B.text(WEAK_CAPTION, "cap"), B.text(str(data.get("protocol", ""))), B.table(header, rows, id="weak-table"),
+           B.heading("Paired comparisons", "weak-comparisons"), comparison_table(data["comparisons"])]
+    ex = data.get("example")
+    if ex:
+        fig = weak_score_curves(ex["probability"], ex["labels"], ex["threshold"])
+        out.append(B.figure(figure_to_data_uri(fig), f"Weak AVE-CLIP, seed {ex['seed']}: first test videos"))
+    return out
+
+
+def _direction_rows(encoder: str, res: Mapping[str, Any]) -> list[list[B.Cell]]:
+    rows = []
+    for method in ("zero_shot", "learned"):
+        if res.get(method) is None:
+            rows.append([f"{method.replace('_', '-')} ({encoder})", "not applicable: the two embeddings differ in size",
+                         "—", "—", "—"])
+            continue
+        a2v, v2a = res[method]["a2v"], res[method]["v2a"]
+        rows.append([f"{method.replace('_', '-')} ({encoder})", pct_text(a2v["accuracy"]), ci_percent(a2v["ci"]),
+                     pct_text(v2a["accuracy"]), ci_percent(v2a["ci"])])
+    return rows
+
+
+def crossmodal(reports: Path) -> list[Block]:
+    """A2V / V2A per encoder and method, exact chance, published entries, comparisons, one similarity map."""
+    path = reports / "crossmodal.json"
+    data = _load(path, ("encoders", "comparisons", "dataset"))
+    if data is None:
+        return [B.missing(path)]
+    rows: list[list[B.Cell]] = []
+    for enc, res in data["encoders"].items():
+        rows += _direction_rows(enc, res)
+    first = next(iter(data["encoders"].values()), None)
+    if first is not None:
+        chance = f"{100 * first['chance']['accuracy']:.2f} (exact)"
+        rows.append([f"chance ({first['videos']} test videos)", chance, "—", chance, "—"])
+    for p in PUBLISHED_CROSSMODAL:
+        rows.append([B.cell(f"{p['method']}, published ({p['venue']})", note=f"[{p['features']}; {p['dataset']}] {p['note']}"),
+                     "—" if p["a2v"] is None else f"{p['a2v']:.1f}", "—", "—" if p["v2a"] is None else f"{p['v2a']:.1f}", "—"])
+    header = ["method (towers)", "A2V acc. (%)", "95 % CI", "V2A acc. (%)", "95 % CI"]
+    out = [B.text(CROSSMODAL_CAPTION + f" Dataset: {data['dataset']}.", "cap"), B.table(header, rows, id="crossmodal-table"),
+           B.heading("Paired comparisons", "crossmodal-comparisons"), comparison_table(data["comparisons"])]
+    ex = next((r["example"] for r in data["encoders"].values() if r.get("example")), None)
+    if ex:
+        fig = similarity_map(ex["similarity"], ex["start"], ex["length"], ex["predicted_start"])
+        out.append(B.figure(figure_to_data_uri(fig), f"A2V similarity map ({ex['method']}), test video row {ex['row']}"))
+    return out
+
+
+TASKS = {"weak": weak, "crossmodal": crossmodal}
+
+
+def task_html(reports_dir: str | Path, task: str) -> str:
+    """The index section of `task` (weak | crossmodal) as HTML (the explore notebook shows it)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+    return "\n".join(B.render_block(b) for b in TASKS[task](Path(reports_dir)))
