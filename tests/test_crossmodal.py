@@ -122,3 +122,19 @@ def test_classic_vgg_route_feeds_the_learned_distance(tmp_path):
                           progress=False)
     assert res["zero_shot"] is None  # VGGish 128 vs VGG19 512: no shared space
     assert res["videos"] == 1 and res["example"]["method"] == "learned"
+
+
+def test_a_split_without_short_events_is_reported_not_scored(capsys):
+    audio, visual, labels, splits = synthetic_features(n=40, audio_dim=8, visual_dim=8, seed=0)
+    labels = labels.copy()
+    labels[splits["test"]] = 5  # every test video is one 10-s event
+    labels[splits["val"]] = 5
+    res = crossmodal_runs(audio, visual, labels, splits, CrossmodalConfig(epochs=1), seeds=(0,), progress=False)
+    assert res["videos"] == 0 and res["chance"] is None and res["learned"] is None and res["zero_shot"] is None
+    assert "nothing to score" in capsys.readouterr().out
+    assert crossmodal_summary({"finetuned": res}, "toy", [0])["comparisons"] == []
+    audio2, visual2, labels2, splits2 = synthetic_features(n=40, audio_dim=8, visual_dim=8, seed=0)
+    labels2 = labels2.copy()
+    labels2[splits2["val"]] = 5  # scored on test, but no validation video to choose the epoch with
+    res2 = crossmodal_runs(audio2, visual2, labels2, splits2, CrossmodalConfig(epochs=2), seeds=(0,), progress=False)
+    assert res2["videos"] > 0 and "the last epoch is kept" in capsys.readouterr().out

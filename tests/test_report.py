@@ -338,3 +338,15 @@ def test_index_shows_the_weak_and_crossmodal_tasks(tmp_path: Path) -> None:
     (reports / "weak.json").write_text('{"runs": []}')
     with pytest.raises(ReportInputError, match="weak.json"):
         build_index(reports, params, lock, reports / "index.html")
+
+
+def test_crossmodal_without_scored_videos_says_so(tmp_path: Path) -> None:
+    from avelib.eval.tasks import crossmodal_summary
+    from avelib.io import write_json
+
+    reports, params, lock = make_fake_reports(tmp_path)
+    empty = {"videos": 0, "test_rows": [], "lengths": [], "chance": None, "zero_shot": None, "learned": None}
+    write_json(crossmodal_summary({"finetuned": empty}, "SynthAVE", [0]), reports / "crossmodal.json")
+    page = build_index(reports, params, lock, reports / "index.html").read_text()
+    table = page[page.index('id="crossmodal-table"'):]
+    assert table.count("not available: no test video with a 1-9 s event") >= 3

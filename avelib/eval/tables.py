@@ -11,7 +11,7 @@ import pandas as pd
 
 from avelib.eval.claims import FULL_MODEL, FULL_ROW, ci_text, versus_cells
 from avelib.eval.loaders import load_ablations, load_baselines, load_metrics, stage_a_text
-from avelib.eval.tasks import COMPARISON_HEADER, ci_percent, comparison_cells, pct_text
+from avelib.eval.tasks import COMPARISON_HEADER, chance_text, ci_percent, comparison_cells, pct_text
 from avelib.io import atomic_path, read_json
 
 AVE_TEST = "AVE test (402 videos)"
@@ -150,7 +150,7 @@ def _task_lines(reports: Path) -> list[str]:
                 if res[method] is not None:
                     rows.append([f"{method} ({enc})", *(t for d in ("a2v", "v2a") for t in (
                         pct_text(res[method][d]["accuracy"]), ci_percent(res[method][d]["ci"])))])
-            chance = f"{100 * res['chance']['accuracy']:.2f}"
+            chance = chance_text(res)
             rows.append([f"chance, exact ({res['videos']} videos)", chance, "—", chance, "—"])
         lines += ["", f"Cross-modality localization ({cm['dataset']}): exact-start accuracy.", ""]
         lines += _markdown(["method (towers)", "A2V %", "95 % CI", "V2A %", "95 % CI"], rows)

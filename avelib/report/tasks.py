@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from avelib.eval.loaders import ReportInputError, read_mapping
 from avelib.eval.tables import PUBLISHED_CROSSMODAL, PUBLISHED_WEAK
-from avelib.eval.tasks import COMPARISON_HEADER, ci_percent, comparison_cells, pct_text
+from avelib.eval.tasks import COMPARISON_HEADER, chance_text, ci_percent, comparison_cells, pct_text
 from avelib.report import blocks as B
 from avelib.report.blocks import Block
 from avelib.viz.report import figure_to_data_uri
@@ -70,8 +70,9 @@ def _direction_rows(encoder: str, res: Mapping[str, Any]) -> list[list[B.Cell]]:
     rows = []
     for method in ("zero_shot", "learned"):
         if res.get(method) is None:
-            rows.append([f"{method.replace('_', '-')} ({encoder})", "not applicable: the two embeddings differ in size",
-                         "—", "—", "—"])
+            why = ("not available: no test video with a 1-9 s event" if not res["videos"]
+                   else "not applicable: the two embeddings differ in size")
+            rows.append([f"{method.replace('_', '-')} ({encoder})", why, "—", "—", "—"])
             continue
         a2v, v2a = res[method]["a2v"], res[method]["v2a"]
         rows.append([f"{method.replace('_', '-')} ({encoder})", pct_text(a2v["accuracy"]), ci_percent(a2v["ci"]),
@@ -90,7 +91,7 @@ def crossmodal(reports: Path) -> list[Block]:
         rows += _direction_rows(enc, res)
     first = next(iter(data["encoders"].values()), None)
     if first is not None:
-        chance = f"{100 * first['chance']['accuracy']:.2f} (exact)"
+        chance = chance_text(first) + (" (exact)" if first["chance"] else "")
         rows.append([f"chance ({first['videos']} test videos)", chance, "—", chance, "—"])
     for p in PUBLISHED_CROSSMODAL:
         rows.append([B.cell(f"{p['method']}, published ({p['venue']})", note=f"[{p['features']}; {p['dataset']}] {p['note']}"),

@@ -78,6 +78,8 @@ def train_distance(audio: np.ndarray, visual: np.ndarray, labels: np.ndarray, sp
     starts, lengths = X.event_spans(labels[va])
     keep = X.eligible(lengths)
     val = (audio[va][keep], visual[va][keep], starts[keep], lengths[keep])
+    if not keep.any():
+        print(f"distance seed {seed}: no validation video has a 1-9 s event; the last epoch is kept")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history: list[dict[str, Any]] = []
     best, best_state = -1.0, cpu_state(model)
@@ -92,9 +94,9 @@ def train_distance(audio: np.ndarray, visual: np.ndarray, labels: np.ndarray, sp
             loss.backward()
             opt.step()
             losses.append(loss.detach())
-        acc = _val_accuracy(model, *val)
+        acc = _val_accuracy(model, *val) if keep.any() else None
         history.append({"epoch": epoch, "train_loss": float(torch.stack(losses).double().mean()), "val_accuracy": acc})
-        if acc > best:
+        if acc is None or acc > best:
             best, best_state = acc, cpu_state(model)
     model.load_state_dict(best_state)
     return model, history
@@ -105,13 +107,17 @@ def crossmodal_runs(audio: np.ndarray, visual: np.ndarray, labels: np.ndarray, s
     """A2V and V2A on the eligible test videos of one feature set (ours, or the classic VGG19/VGGish route).
 
     Returns {videos, lengths, chance, zero_shot (None when the two modalities' embeddings differ in
-    size, e.g. VGG19 512 vs VGGish 128: they share no space), learned (over `seeds`), example}: each
+    size, e.g. VGG19 512 vs VGGish 128: they share no space), learned (over `seeds`), example}
+    (videos 0 and every method None when no test video has a 1-9 s event); each
     method holds per direction the X.summarize_direction dict. `example` is the first eligible
     video's A2V similarity map of the zero-shot method (else the learned one, first seed).
     """
     te = np.asarray(splits["test"])
     starts, lengths = X.event_spans(labels[te])
     keep = X.eligible(lengths)
+    if not keep.any():  # e.g. a smoke-sized split: the task is not defined there, and the files say so
+        print("crossmodal: no test video has an event of 1-9 s; nothing to score")
+        return {"videos": 0, "test_rows": [], "lengths": [], "chance": None, "zero_shot": None, "learned": None}
     a, v, s, n = audio[te][keep], visual[te][keep], starts[keep], lengths[keep]
     zero_sim = X.cosine_similarity(a, v) if a.shape[-1] == v.shape[-1] else None  # [M,10,10]
     learned, first_sim = [], None
