@@ -39,6 +39,8 @@ SMOKE: dict[str, Any] = {
     "evaluate": {"seeds": [0, 1]},
     "ablations": {"refine": {"off": {"localizer": {"refine": False}}, "on": {}}},
     "distributed": {"localizer_nproc": 1},  # the kill points watch one process's seeds; ranks: test_distributed
+    "weak": {"models": ["aveclip", "avel"], "encoders": ["finetuned"]},
+    "crossmodal": {"encoders": ["finetuned"], "epochs": 3},
 }
 
 # what must be equal between runs: (path glob, how): bytes, JSON without timings, or arrays

@@ -32,6 +32,7 @@ SHRINK = [
     "extract.batch_size=32", "extract.device=cpu",
     "train.device=cpu", "train.phases=[]", "train.epochs=2", "evaluate.seeds=[0]",
     "report.predict.frames_per_second=2",
+    "weak.models=[aveclip]", "crossmodal.epochs=2",  # the other two tasks, smoke-sized
     # one ablation axis (the paper's encoder axis: frozen vs fine-tuned towers) of seven
     *(f"~ablations.{axis}" for axis in ("frames", "windows", "attention", "refine", "postprocess", "modality")),
 ]

@@ -87,8 +87,7 @@ def test_04_train_and_05_evaluate(work: Path):
 
 
 def test_06_ablation_and_07_summary(work: Path):
-    axes = {"refine": {"off": {"localizer": {"refine": False}}, "on": {}},
-            "encoder": {"frozen": {"features": "frozen"}, "finetuned": {"features": "finetuned"}}}
+    axes = {"encoder": {"frozen": {"features": "frozen"}, "finetuned": {"features": "finetuned"}}}  # one axis: time
     for axis in axes:
         _run("06_ablation", work, output=f"06_ablation_{axis}", axis=axis, data=_data(work), localizer=LOCALIZER,
              train=TRAIN, evaluate=SEEDS, ablations=axes, features_root=str(work / "features"),
@@ -97,8 +96,7 @@ def test_06_ablation_and_07_summary(work: Path):
     _run("07_ablations", work, axes_dir=str(work / "reports" / "ablations"),
          out=str(work / "reports" / "ablations.json"))
     variants = read_json(work / "reports" / "ablations.json")["variants"]
-    assert [(v["axis"], v["name"]) for v in variants] == [
-        ("encoder", "frozen"), ("encoder", "finetuned"), ("refine", "off"), ("refine", "on")]
+    assert [(v["axis"], v["name"]) for v in variants] == [("encoder", "frozen"), ("encoder", "finetuned")]
     assert all(len(v["test_accuracy"]["per_seed"]) == 2 for v in variants)
 
 
