@@ -39,7 +39,7 @@ SMOKE: dict[str, Any] = {
     "evaluate": {"seeds": [0, 1]},
     "ablations": {"refine": {"off": {"localizer": {"refine": False}}, "on": {}}},
     "distributed": {"localizer_nproc": 1},  # the kill points watch one process's seeds; ranks: test_distributed
-    "weak": {"models": ["aveclip", "avel"], "encoders": ["finetuned"]},
+    "weak": {"models": ["aveclip"], "encoders": ["finetuned"]},
     "crossmodal": {"encoders": ["finetuned"], "epochs": 3},
 }
 
