@@ -185,3 +185,29 @@ def test_evaluate_variants_runs_all_models(data, tmp_path, monkeypatch):
     assert m["test_accuracy"] == m["variants"]["aveclip"]["test_accuracy"]
     assert m["variants"]["aveclip_audio_only"]["params"]["model"]["modality"] == "audio"
     assert (tmp_path / "mlp" / "metrics.json").is_file() and (tmp_path / "metrics.json").is_file()
+
+
+def test_evaluation_only_variant_continues_from_the_trained_run(data, tmp_path):
+    """A variant that trains the same (here: no post-processing) is evaluated from the trained run's
+    checkpoints, with exactly the numbers of training it again, and trains nothing itself."""
+    from avelib.train.ablations import same_training, variant_configs
+
+    feats, y, s = data
+    main_ev = EvalConfig(seeds=(0, 1), postprocess_candidates=(0, 1, 2))
+    main = evaluate_seeds(feats, y, s, "aveclip", SMALL, FAST, main_ev, out_dir=tmp_path / "main", progress=False)
+    off = dataclasses.replace(main_ev, postprocess_candidates=(0,))
+    fresh = evaluate_seeds(feats, y, s, "aveclip", SMALL, FAST, off, out_dir=tmp_path / "fresh", progress=False)
+    reused = evaluate_seeds(feats, y, s, "aveclip", SMALL, FAST, off, out_dir=tmp_path / "reused", progress=False,
+                            trained=tmp_path / "main")
+    assert reused["test_accuracy"] == fresh["test_accuracy"] and reused["chosen_max_len"] == [0, 0]
+    assert reused["test_correct_seconds"] == fresh["test_correct_seconds"]
+    assert reused["history"] == main["history"]  # the main run's epochs, wall-clock seconds included: not retrained
+    assert reused["history"] != fresh["history"]
+    base = {"localizer": dataclasses.asdict(SMALL), "train": {}, "evaluate": {}}
+    full = variant_configs({}, base, "main")
+    assert same_training(variant_configs({"evaluate": {"postprocess_candidates": [0]}}, base, "off"), full)
+    assert not same_training(variant_configs({"evaluate": {"visual": "single"}}, base, "single"), full)
+    assert not same_training(variant_configs({"localizer": {"refine": False}}, base, "refine"), full)
+    with pytest.raises(FileNotFoundError, match="no resume point"):
+        evaluate_seeds(feats, y, s, "aveclip", SMALL, FAST, off, out_dir=tmp_path / "x", progress=False,
+                       trained=tmp_path / "nowhere")

@@ -66,7 +66,8 @@ def ablation_jobs(params: Mapping[str, Any], axis: str, features_root: str, main
     dataset = load_dataset(data.root)
     base = {k: params[k] for k in ("localizer", "train", "evaluate")}
     return run_axis(axis, params["ablations"][axis], base, features_root, dataset.labels, dataset.splits,
-                    dataset_label(data), main_run=read_json(main_metrics), out_dir=work, progress=progress, shard=shard)
+                    dataset_label(data), main_run=read_json(main_metrics), main_dir=Path(main_metrics).parent,
+                    out_dir=work, progress=progress, shard=shard)
 
 
 JOBS = {"train": train_jobs, "evaluate": evaluate_jobs, "ablate": ablation_jobs}

@@ -48,6 +48,12 @@ def _phases_within(train: TrainConfig, windows: Any) -> TrainConfig:
     return dataclasses.replace(train, phases=phases)
 
 
+def same_training(a: tuple[str, LocalizerConfig, TrainConfig, EvalConfig],
+                  b: tuple[str, LocalizerConfig, TrainConfig, EvalConfig]) -> bool:
+    """Whether two variants train the same models (features, configs and visual input): only evaluation differs."""
+    return a[:3] == b[:3] and a[3].visual == b[3].visual
+
+
 def run_axis(
     axis: str,
     variants: Mapping[str, Mapping[str, Any]],
@@ -57,6 +63,7 @@ def run_axis(
     splits: Mapping[str, np.ndarray],
     dataset: str,
     main_run: Mapping[str, Any] | None = None,
+    main_dir: str | Path | None = None,
     progress: bool = True,
     out_dir: str | Path | None = None,
     shard: Shard | None = None,
@@ -64,7 +71,9 @@ def run_axis(
     """Train and test every variant of one axis; the `reports/ablations/<axis>.json` content.
 
     A variant whose configs equal the main run's (`main_run`: the train stage's metrics, trained on
-    the fine-tuned features) reuses its numbers instead of training the same thing again. Each
+    the fine-tuned features) reuses its numbers instead of training the same thing again; one that
+    trains the same but evaluates otherwise (e.g. no post-processing) continues from the main run's
+    checkpoints in `main_dir` and is only evaluated. Each
     variant's `vs_reference` is its paired test difference to the full model (the main run), and
     `is_full_model` marks the variant that is the full model itself. With `out_dir`, each trained
     variant keeps its seeds' checkpoints in `<out_dir>/<variant>/` (and resumes from them).
@@ -79,9 +88,11 @@ def run_axis(
         if main_run is not None and name in full:
             runs[name] = main_run
         else:
+            trained = main_dir if main_dir is not None and same_training(configs, main_configs) else None
             runs[name] = evaluate_seeds(Path(features_root) / features, labels, dict(splits), "aveclip", loc, train,
                                         evaluate, out_dir=Path(out_dir) / name if out_dir is not None else None,
-                                        dataset=dataset, progress=progress, encoder=features, shard=shard)
+                                        dataset=dataset, progress=progress, encoder=features, shard=shard,
+                                        trained=trained)
         if reference is None and name in full:
             reference = runs[name]
     if shard is not None:  # a rank only trains (avelib.distributed)

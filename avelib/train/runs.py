@@ -9,6 +9,7 @@ With an `out_dir`, each seed trains in `seed<k>/` and resumes from its `last.pt`
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from avelib.io import atomic_path, write_json
 from avelib.models.baselines import AVELAttention, BaselineConfig, SegmentMLP
 from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig, localizer_checkpoint
 from avelib.params import resolved
-from avelib.train.checkpointing import save_torch
+from avelib.train.checkpointing import LAST, save_torch
 from avelib.train.localizer import EvalConfig, TrainConfig, predict_arrays, train_model
 from avelib.train.seeding import seed_everything
 
@@ -69,8 +70,12 @@ def evaluate_seeds(
     progress: bool = True,
     encoder: str = "unknown",
     shard: Shard | None = None,
+    trained: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train `model_kind` once per seed, choose L on validation, test; the metrics dict (and files in out_dir).
+
+    `trained`: the out_dir of a run with the very same training (only evaluation settings differ); each
+    seed continues from its `seed<k>/last.pt` instead of training again (the resume check proves the match).
 
     With a `shard` (a torchrun rank, avelib.distributed) only that rank's seeds are trained into
     out_dir and {} is returned: the stage's own process evaluates them afterwards, resuming each.
@@ -100,9 +105,12 @@ def evaluate_seeds(
             continue
         seed_everything(seed)  # the initial weights depend on the seed
         model = build_model(model_kind, model_cfg, audio.shape[-1], visual.shape[-1])
+        seed_dir = out / f"seed{seed}" if out is not None else None
+        if trained is not None and seed_dir is not None:
+            _continue_from(Path(trained) / f"seed{seed}" / LAST, seed_dir / LAST)
         t0 = time.perf_counter()
-        res = train_model(model, (audio, visual), labels, splits, train_cfg, seed=seed,
-                          out_dir=out / f"seed{seed}" if out is not None else None, progress=progress)
+        res = train_model(model, (audio, visual), labels, splits, train_cfg, seed=seed, out_dir=seed_dir,
+                          progress=progress)
         seconds.append(time.perf_counter() - t0)
         if shard is not None:
             continue
@@ -161,6 +169,16 @@ def evaluate_seeds(
             with open(tmp, "wb") as f:
                 np.savez(f, **preds)
     return metrics
+
+
+def _continue_from(source: Path, target: Path) -> None:
+    """Start `target` (a seed's resume point) as a copy of `source`, unless it exists (a resumed stage)."""
+    if target.exists():
+        return
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: the trained run to continue from has no resume point")
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 VARIANTS: tuple[tuple[str, ModelKind, str | None], ...] = (
