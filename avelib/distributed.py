@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from avelib.io import write_json
+from avelib.params import section
 
 SPEC = "ranks_spec.json"
 
@@ -28,6 +29,11 @@ class DistributedConfig:
 
     localizer_nproc: int = 1
     """Processes sharing the seeds of the train, evaluate, ablate and weak stages (1 = the stage's own)."""
+    extract_nproc: int = 1
+    """Processes sharing the videos of the extract stage (1 = the stage's own); each gets its share of the threads."""
+    finetune_nproc: int = 1
+    """Data-parallel processes of contrastive fine-tuning: each encodes its share of every batch, the
+    embeddings are gathered for the loss and the gradients summed (1 = the stage's own process)."""
     torchrun_args: tuple[str, ...] = ()
     """Extra torchrun arguments replacing `--standalone`, e.g. a multi-node rendezvous (README)."""
 
@@ -45,6 +51,11 @@ class Shard:
         mine = self._next % self.world == self.rank
         self._next += 1
         return mine
+
+
+def distributed_config(params: Mapping[str, Any]) -> DistributedConfig:
+    """The `distributed` section of `params` (one process for everything when it is absent)."""
+    return section(params, "distributed", DistributedConfig) if "distributed" in params else DistributedConfig()
 
 
 def rank_world() -> tuple[int, int]:
@@ -66,19 +77,19 @@ def init_process_group() -> Shard:
     return Shard(rank, world)
 
 
-def spread(cfg: DistributedConfig, stage: str, arguments: Mapping[str, Any], work: Path) -> None:
-    """With `cfg.localizer_nproc > 1`, run `stage`'s training jobs on that many ranks (avelib.ranks) and wait.
+def spread(cfg: DistributedConfig, nproc: int, stage: str, arguments: Mapping[str, Any], work: Path) -> None:
+    """With `nproc > 1`, run `stage`'s jobs on that many ranks (avelib.ranks) and wait.
 
     `arguments` are the stage function's (JSON-able) arguments; a rank that fails fails the stage.
     """
-    if cfg.localizer_nproc <= 1:
+    if nproc <= 1:
         return
     spec = work / SPEC
     write_json({"stage": stage, "arguments": dict(arguments), "work": str(work)}, spec)
     launch = list(cfg.torchrun_args) or ["--standalone"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", *launch, f"--nproc-per-node={cfg.localizer_nproc}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", *launch, f"--nproc-per-node={nproc}",
            "-m", "avelib.ranks", str(spec)]
-    print(f"{stage}: training on {cfg.localizer_nproc} ranks: {' '.join(cmd[1:])}", flush=True)
+    print(f"{stage}: on {nproc} ranks: {' '.join(cmd[1:])}", flush=True)
     done = subprocess.run(cmd, capture_output=True, text=True)  # shown here: a notebook cell does not see the ranks' fds
     print(done.stdout[-4000:], done.stderr[-4000:], sep="\n", flush=True)
     if done.returncode != 0:

@@ -2,12 +2,13 @@
 
 `profile` prints the last run of every stage from reports/timings/ (written by the stage runner):
 wall time, peak RSS and the time of each notebook cell, slowest first within a stage.
-`ranks` reruns localizer stages on the pipeline's features with `distributed.localizer_nproc` 1 and
-then 2 (torchrun, gloo on the CPU), each into a fresh temp dir, prints both wall times and their
-ratio, and checks that both gave the same results (wall-clock fields aside).
+`ranks` reruns stages on the pipeline's files with 1 and then 2 torchrun processes (gloo on the CPU;
+`distributed.finetune_nproc`, `extract_nproc` or `localizer_nproc`), each into a fresh temp dir,
+prints both wall times and their ratio, and compares the results: identical (wall-clock fields
+aside; extract: the h5 bytes), or for finetune the largest relative difference of the epochs' losses.
 
     python benchmarks/bench_stages.py profile
-    python benchmarks/bench_stages.py ranks --stages train evaluate weak
+    python benchmarks/bench_stages.py ranks --stages finetune extract train evaluate weak
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-STAGES = ("train", "evaluate", "ablate", "weak")
+STAGES = ("finetune", "extract", "train", "evaluate", "ablate", "weak")
+NPROC_KEY = {"finetune": "finetune_nproc", "extract": "extract_nproc"}  # the others: localizer_nproc
 TIME_KEYS = ("seconds", "train_seconds")
 
 
@@ -48,7 +50,14 @@ def _without_times(obj):
 def _run(stage: str, params: dict, out: Path):
     from avelib.stages.localizer import run_ablation, run_evaluate, run_train
     from avelib.stages.tasks import run_weak
+    from avelib.stages.towers import run_extract, run_finetune
 
+    if stage == "finetune":  # the epochs' training losses
+        result = run_finetune(params, params["data"]["cache_dir"], params["data"]["root"], out, progress=False)
+        return [h["train_loss"] for h in result.history if h["epoch"] > 0]
+    if stage == "extract":  # the fine-tuned towers; the result is the files' bytes
+        run_extract(params, params["data"]["cache_dir"], "models/finetune/best.pt", out, progress=False)
+        return {p.name: p.read_bytes() for p in sorted(out.glob("*.h5"))}
     if stage == "train":
         return run_train(params, "data/features/finetuned", out, progress=False)
     if stage == "evaluate":
@@ -66,15 +75,22 @@ def ranks(stages: list[str]) -> None:
     for stage in stages:
         seconds, results = [], []
         for nproc in (1, 2):
-            run = {**params, "distributed": {**params.get("distributed", {}), "localizer_nproc": nproc}}
+            key = NPROC_KEY.get(stage, "localizer_nproc")
+            run = {**params, "distributed": {**params.get("distributed", {}), key: nproc}}
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 results.append(_without_times(_run(stage, run, Path(tmp) / stage)))
                 seconds.append(time.perf_counter() - t0)
-        rows.append((stage, *seconds, results[0] == results[1]))
-    print(f"\n{'stage':<10} {'1 process s':>12} {'2 processes s':>14} {'ratio':>7}  same results")
-    for stage, one, two, same in rows:
-        print(f"{stage:<10} {one:>12.1f} {two:>14.1f} {one / two:>7.2f}  {same}")
+        rows.append((stage, *seconds, _agreement(stage, *results)))
+    print(f"\n{'stage':<10} {'1 process s':>12} {'2 processes s':>14} {'ratio':>7}  results")
+    for stage, one, two, agreement in rows:
+        print(f"{stage:<10} {one:>12.1f} {two:>14.1f} {one / two:>7.2f}  {agreement}")
+
+
+def _agreement(stage: str, one, two) -> str:
+    if stage == "finetune":  # float sums in another order: the curves agree closely, not bit for bit
+        return f"losses within {max(abs(b - a) / abs(a) for a, b in zip(one, two)):.2%} of each other"
+    return "identical" if one == two else "DIFFERENT"
 
 
 def main() -> None:
@@ -83,7 +99,7 @@ def main() -> None:
     p = sub.add_parser("profile", help="per-stage and per-cell times of the last run")
     p.add_argument("--reports", type=Path, default=Path("reports"))
     p.add_argument("--cells", type=int, default=3, help="slowest cells shown per stage")
-    r = sub.add_parser("ranks", help="1 vs 2 torchrun processes on the localizer stages")
+    r = sub.add_parser("ranks", help="1 vs 2 torchrun processes on the tower and localizer stages")
     r.add_argument("--stages", nargs="+", default=["train", "evaluate"], choices=STAGES)
     args = ap.parse_args()
     if args.what == "profile":

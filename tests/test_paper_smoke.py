@@ -34,6 +34,7 @@ SHRINK = [
     "report.predict.frames_per_second=2",
     "weak.models=[aveclip]", "crossmodal.epochs=2",  # the other two tasks, smoke-sized
     "distributed.localizer_nproc=1",  # torchrun start-up costs more than 8 videos' seeds (ranks: test_distributed)
+    "distributed.extract_nproc=1",
     # one ablation axis (the paper's encoder axis: frozen vs fine-tuned towers) of seven
     *(f"~ablations.{axis}" for axis in ("frames", "windows", "attention", "refine", "postprocess", "modality")),
 ]

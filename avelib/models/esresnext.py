@@ -78,8 +78,18 @@ class FBSP(nn.Module):
         self.fc = nn.Parameter(torch.arange(num_bins, dtype=torch.float32))
         # the official training normalizes these gradients by their max-norm (keeps fc/fb/m steps
         # comparable despite fc spanning 0..1024); same hooks here so fine-tuning behaves alike
+        self.defer_normalization = False  # data parallel: normalize the summed gradient instead
         for p in (self.m, self.fb, self.fc):
-            p.register_hook(_inf_normalize_grad)
+            p.register_hook(self._normalize_hook)
+
+    def _normalize_hook(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad if self.defer_normalization else _inf_normalize_grad(grad)
+
+    def normalize_gradients(self) -> None:
+        """The hooks' max-norm rule on the accumulated `.grad` (after a deferred, summed backward)."""
+        for p in (self.m, self.fb, self.fc):
+            if p.grad is not None:
+                p.grad.copy_(_inf_normalize_grad(p.grad))
 
     def filters(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Real and imaginary filter banks, each [num_bins, length] (already / sqrt(length)).

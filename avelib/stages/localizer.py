@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from avelib.data.ave import load_dataset
 from avelib.data.cache import DataConfig
 from avelib.data.prepare import dataset_label
-from avelib.distributed import DistributedConfig, Shard, spread
+from avelib.distributed import Shard, distributed_config, spread
 from avelib.io import read_json, resumable_dir
 from avelib.models.localizer import LocalizerConfig
 from avelib.params import section
@@ -32,10 +32,6 @@ def stage_record(stage: str, params: Mapping[str, Any], **inputs: Any) -> dict[s
     """What a partial output of `stage` was made with: a rerun continues it only when this is equal
     (the process count is left out: it changes the schedule, not the results)."""
     return {"stage": stage, "params": {k: params[k] for k in sorted(params) if k != "distributed"}, **inputs}
-
-
-def distributed_config(params: Mapping[str, Any]) -> DistributedConfig:
-    return section(params, "distributed", DistributedConfig) if "distributed" in params else DistributedConfig()
 
 
 def train_jobs(params: Mapping[str, Any], features_dir: str, work: Path, shard: Shard | None = None,
@@ -76,7 +72,8 @@ JOBS = {"train": train_jobs, "evaluate": evaluate_jobs, "ablate": ablation_jobs}
 def _run(stage: str, params: Mapping[str, Any], out_dir: str | Path, progress: bool, **arguments: Any) -> dict[str, Any]:
     """Build `out_dir` resumably: the ranks train first (if any), then this process evaluates every run."""
     with resumable_dir(out_dir, stage_record(stage, params, **arguments)) as (work, _):
-        spread(distributed_config(params), stage, {"params": dict(params), **arguments, "progress": False}, work)
+        ranks = distributed_config(params)
+        spread(ranks, ranks.localizer_nproc, stage, {"params": dict(params), **arguments, "progress": False}, work)
         return JOBS[stage](params, **arguments, work=work, progress=progress)
 
 

@@ -14,11 +14,11 @@ from avelib.data.ave import load_dataset, video_labels
 from avelib.data.cache import DataConfig
 from avelib.data.features import load_feature_set
 from avelib.data.prepare import dataset_label
-from avelib.distributed import Shard, spread
+from avelib.distributed import Shard, distributed_config, spread
 from avelib.eval.tasks import crossmodal_summary, weak_summary
 from avelib.io import read_json, resumable_dir
 from avelib.params import section
-from avelib.stages.localizer import distributed_config, localizer_configs, stage_record
+from avelib.stages.localizer import localizer_configs, stage_record
 from avelib.train.distance import CrossmodalConfig, crossmodal_runs
 from avelib.train.localizer import EvalConfig
 from avelib.train.weak import FIXED_THRESHOLD, WeakConfig, evaluate_weak
@@ -56,7 +56,8 @@ def run_weak(params: Mapping[str, Any], features_root: str | Path, supervised_me
     """`reports/weak.json`: the weak runs (on `distributed.localizer_nproc` ranks), paired against the supervised one."""
     arguments = {"features_root": str(features_root)}
     with resumable_dir(out_dir, stage_record("weak", params, **arguments)) as (work, _):
-        spread(distributed_config(params), "weak", {"params": dict(params), **arguments, "progress": False}, work)
+        ranks = distributed_config(params)
+        spread(ranks, ranks.localizer_nproc, "weak", {"params": dict(params), **arguments, "progress": False}, work)
         runs = weak_jobs(params, **arguments, work=work, progress=progress)
     supervised = read_json(supervised_metrics) if supervised_metrics else None
     return weak_summary(runs, supervised, dataset_label(section(params, "data", DataConfig)), WEAK_PROTOCOL)

@@ -5,16 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
 from torch import nn
 
 from avelib.data.ave import load_dataset
 from avelib.data.cache import DecodeConfig, SegmentCache
 from avelib.data.synth import SynthConfig
+from avelib.distributed import Shard, distributed_config, spread
 from avelib.io import write_json
 from avelib.models.audioclip import AudioCLIPParams, build_audioclip, build_from_params
 from avelib.params import resolved, section
-from avelib.train.contrastive import FinetuneConfig, FinetuneResult, finetune
-from avelib.train.extract import ExtractConfig, ExtractResult, extract_features
+from avelib.train.contrastive import FinetuneConfig, FinetuneResult, finetune, finished_result
+from avelib.train.extract import ExtractConfig, ExtractResult, encode_chunks, extract_features
 from avelib.train.pretrain import SKIPPED, PretrainConfig, pool_config, prepare_pool
 from avelib.train.seeding import seed_everything
 
@@ -51,35 +53,82 @@ def run_pretrain(params: Mapping[str, Any], pool_dir: str | Path, out_dir: str |
                     progress=progress)
 
 
-def run_finetune(params: Mapping[str, Any], cache_dir: str | Path, dataset_root: str | Path,
-                 out_dir: str | Path, progress: bool = True) -> FinetuneResult:
-    """Stage A from `audioclip`, `finetune`: load labels/splits and the cache, build the initial towers, fine-tune."""
-    cfg = section(params, "finetune", FinetuneConfig)
+def _finetune_inputs(params: Mapping[str, Any], cache_dir: str | Path,
+                     dataset_root: str | Path) -> tuple[FinetuneConfig, Any, SegmentCache, nn.Module]:
+    """(config, dataset, cache, initial towers) of stage A, the cache checked against the annotations."""
     dataset = load_dataset(dataset_root)
     cache = SegmentCache.open(cache_dir)
-    ids = [r.video_id for r in dataset.records]
-    if list(cache.video_ids) != ids:
+    if list(cache.video_ids) != [r.video_id for r in dataset.records]:
         raise ValueError(f"{cache_dir}: cache video_ids do not match {dataset_root}/Annotations.txt order; rerun decode")
-    model = initial_model(params)
-    return finetune(model, cache, dataset.labels, dataset.splits, cfg, out_dir, progress=progress)
+    return section(params, "finetune", FinetuneConfig), dataset, cache, initial_model(params)
+
+
+def finetune_jobs(params: Mapping[str, Any], cache_dir: str, dataset_root: str, work: Path,
+                  shard: Shard | None = None, progress: bool = True) -> None:
+    """A torchrun rank's part of stage A: its share of every batch, on its share of the intra-op threads;
+    rank 0 writes the run into `work` (the stage's out_dir)."""
+    shard = shard or Shard()
+    torch.set_num_threads(max(1, torch.get_num_threads() // shard.world))
+    cfg, dataset, cache, model = _finetune_inputs(params, cache_dir, dataset_root)
+    finetune(model, cache, dataset.labels, dataset.splits, cfg, work, progress=progress, shard=shard)
+
+
+def run_finetune(params: Mapping[str, Any], cache_dir: str | Path, dataset_root: str | Path,
+                 out_dir: str | Path, progress: bool = True) -> FinetuneResult:
+    """Stage A from `audioclip`, `finetune` (and `distributed`): load labels/splits and the cache, build the
+    initial towers, fine-tune; with `distributed.finetune_nproc > 1` on that many data-parallel ranks."""
+    ranks = distributed_config(params)
+    if ranks.finetune_nproc <= 1:
+        cfg, dataset, cache, model = _finetune_inputs(params, cache_dir, dataset_root)
+        return finetune(model, cache, dataset.labels, dataset.splits, cfg, out_dir, progress=progress)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    spread(ranks, ranks.finetune_nproc, "finetune", {"params": dict(params), "cache_dir": str(cache_dir),
+                                                     "dataset_root": str(dataset_root), "progress": False}, Path(out_dir))
+    return finished_result(initial_model(params), out_dir)
+
+
+def _extract_towers(params: Mapping[str, Any], checkpoint: str | Path | None) -> tuple[nn.Module, dict[str, Any]]:
+    """The towers the extract stage encodes with, and how they were made (for the report)."""
+    towers = audioclip_params(params)
+    if checkpoint is None:
+        finetune_params = params.get("finetune")
+        return initial_model(params), {
+            "towers": "initial", "audioclip": resolved(towers),
+            "finetune_seed": finetune_params.get("seed", 0) if isinstance(finetune_params, Mapping) else 0}
+    return build_audioclip(towers.profile, str(checkpoint)), {
+        "towers": "finetuned", "audioclip": resolved(towers), "checkpoint": str(checkpoint)}
+
+
+def extract_jobs(params: Mapping[str, Any], cache_dir: str, checkpoint: str | None, work: Path,
+                 shard: Shard | None = None, progress: bool = True) -> int:
+    """A torchrun rank's share of the extract stage: its chunks of seconds, encoded into `work`, on its
+    share of this machine's intra-op threads."""
+    shard = shard or Shard()
+    torch.set_num_threads(max(1, torch.get_num_threads() // shard.world))
+    model, _ = _extract_towers(params, checkpoint)
+    return encode_chunks(model, SegmentCache.open(cache_dir), section(params, "extract", ExtractConfig), work,
+                         shard, progress)
+
+
+JOBS = {"finetune": finetune_jobs, "extract": extract_jobs}
 
 
 def run_extract(
     params: Mapping[str, Any], cache_dir: str | Path, checkpoint: str | Path | None, out_dir: str | Path,
     progress: bool = True,
 ) -> ExtractResult:
-    """Stage B from `audioclip`, `finetune`, `extract`. `checkpoint`: our fine-tuned `best.pt` -> `finetuned`
-    features; None -> the towers fine-tuning started from (pretrained, or the `finetune.seed` random init)
-    -> `frozen` features."""
+    """Stage B from `audioclip`, `finetune`, `extract` (and `distributed`). `checkpoint`: our fine-tuned
+    `best.pt` -> `finetuned` features; None -> the towers fine-tuning started from (pretrained, or the
+    `finetune.seed` random init) -> `frozen` features. With `distributed.extract_nproc > 1` torchrun
+    ranks encode the chunks (avelib.distributed.spread) and this process assembles the files."""
     cfg = section(params, "extract", ExtractConfig)
-    cache = SegmentCache.open(cache_dir)
-    towers = audioclip_params(params)
-    if checkpoint is None:
-        model = initial_model(params)
-        finetune_params = params.get("finetune")
-        source = {"towers": "initial", "audioclip": resolved(towers),
-                  "finetune_seed": finetune_params.get("seed", 0) if isinstance(finetune_params, Mapping) else 0}
-    else:
-        model = build_audioclip(towers.profile, str(checkpoint))
-        source = {"towers": "finetuned", "audioclip": resolved(towers), "checkpoint": str(checkpoint)}
-    return extract_features(model, cache, cfg, out_dir, progress=progress, extra_report=source)
+    model, source = _extract_towers(params, checkpoint)
+    ranks = distributed_config(params)
+    arguments = {"params": dict(params), "cache_dir": str(cache_dir),
+                 "checkpoint": None if checkpoint is None else str(checkpoint), "progress": False}
+
+    def on_ranks(work: Path) -> None:
+        spread(ranks, ranks.extract_nproc, "extract", arguments, work)
+
+    return extract_features(model, SegmentCache.open(cache_dir), cfg, out_dir, progress=progress, extra_report=source,
+                            ranks=on_ranks if ranks.extract_nproc > 1 else None)

@@ -19,7 +19,6 @@ and the DVC plot files `plots/finetune_loss.csv`, `plots/finetune_recall.csv` (a
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -33,10 +32,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from avelib.data.ave import BACKGROUND, NUM_SEGMENTS
-from avelib.eval.results import write_finetune_plots
+from avelib.distributed import Shard
 from avelib.eval.retrieval import retrieval_recall
-from avelib.io import write_json
-from avelib.models.audioclip import save_checkpoint
+from avelib.io import read_json
 from avelib.models.device import autocast, cpu_state, prepare_model, resolve_device, to_images
 from avelib.models.label_tower import LabelTower
 from avelib.params import resolved
@@ -50,15 +48,14 @@ from avelib.train.pairs import (
     sample_epoch_batches,
     validation_pairs,
 )
+from avelib.train.data_parallel import (all_reduce_gradients, broadcast_state, gather_batch, gathered_rows,
+                                        local_rows, sync_batch_norm)
+from avelib.train.finetune_record import (BEST, HISTORY, comparable, data_fingerprint, load_best_state, model_config,
+                                          save_best, write_outputs)
 from avelib.train.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
-BEST = "best.pt"
-HISTORY = "history.json"
-
-# keys of the resolved config that do not change the numbers, so they may differ on resume
-_RESUME_INDIFFERENT = ("num_workers",)
 
 
 @dataclass(frozen=True)
@@ -131,31 +128,6 @@ class FinetuneResult:
 # run identity and files
 
 
-def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The resolved config without the keys that do not change the numbers."""
-    fin = {k: v for k, v in config["finetune"].items() if k not in _RESUME_INDIFFERENT}
-    return {**config, "finetune": fin}
-
-
-def _data_fingerprint(cache: Any, labels: np.ndarray, train: np.ndarray, val: np.ndarray) -> dict[str, Any]:
-    h = hashlib.sha256()
-    for arr in (np.asarray(labels, dtype=np.int64), train, val, np.asarray(cache.ok, dtype=bool)):
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return {
-        "num_videos": int(len(labels)),
-        "frames_per_second": int(cache.frames_per_second),
-        "image_size": int(cache.image_size),
-        "sample_rate": int(cache.sample_rate),
-        "labels_splits_sha256": h.hexdigest(),
-        "cache_sha256": cache.fingerprint(),
-    }
-
-
-def _model_config(model: nn.Module) -> Any:
-    config = getattr(model, "config", None)
-    return resolved(config) if config is not None else type(model).__name__
-
-
 def _selection_key(entry: Mapping[str, Any], ks: tuple[int, ...]) -> tuple[float, ...]:
     """Validation audio->image R@1 decides; a2i recall at larger k breaks ties (earliest epoch wins)."""
     return tuple(entry[f"a2i_r{k}"] for k in sorted(ks))
@@ -172,12 +144,16 @@ def finetune(
     out_dir: str | Path,
     progress: bool = True,
     stop_after_epoch: int | None = None,
-) -> FinetuneResult:
+    shard: Shard | None = None,
+) -> FinetuneResult | None:
     """Contrastively fine-tune both towers of `model` on `cache`; see the module docstring.
 
     labels: int64 [N,10] segment labels (28 = background) in cache row order; splits: "train", "val"
     index arrays. Resumes from `out_dir/last.pt` when it was written by the same run. `stop_after_epoch`
     ends this call after that epoch (as an interruption would), leaving a resumable `last.pt`.
+    With a `shard` of a torchrun world (data parallel, avelib.distributed): every rank encodes its
+    share of each batch, the loss is taken on the gathered batch and the gradients are summed; rank 0
+    alone validates and writes the files and returns the result, the other ranks return None.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -186,11 +162,13 @@ def finetune(
     device = resolve_device(cfg.device)
     config = {
         "finetune": resolved(cfg),
-        "model": _model_config(model),
+        "model": model_config(model),
         "initial_weights_sha256": weights_sha256(model),
-        "data": _data_fingerprint(cache, labels, np.asarray(splits["train"]), np.asarray(splits["val"])),
+        "data": data_fingerprint(cache, labels, np.asarray(splits["train"]), np.asarray(splits["val"])),
         "device": device.type,
+        **({"ranks": shard.world} if shard is not None and shard.world > 1 else {}),
     }
+    lead = shard is None or shard.rank == 0
     K = int(cache.frames_per_second)
     val_pairs = validation_pairs(val_videos, labels, K, cfg.val_frames)
     batches_per_epoch = len(
@@ -204,55 +182,64 @@ def finetune(
     for p in model.parameters():
         p.requires_grad_(True)  # both towers are trained
     label_tower = _label_tower(model, cfg, device)
-    step = _Step(model, label_tower, cfg, cfg.epochs * batches_per_epoch, device)
+    step = _Step(model, label_tower, cfg, cfg.epochs * batches_per_epoch, device, shard)
 
     history: list[dict[str, Any]] = []
     seconds: list[float] = []
     start_epoch = 1
     best_state: dict[str, torch.Tensor] | None = None
     best_entry: dict[str, Any] | None = None
-    resumed = load_resume_point(out_dir / LAST, _comparable(config), "finetune")
+    resumed = load_resume_point(out_dir / LAST, comparable(config), "finetune")
     if resumed is not None:
         step.load_state_dict(resumed)
         start_epoch, history, seconds = resumed["epoch"] + 1, resumed["history"], resumed["seconds"]
         best_entry = max(history, key=lambda h: _selection_key(h, cfg.recall_ks)) if history else None
         if best_entry is not None:
-            best_state = _load_best_state(out_dir / BEST, model)
+            best_state = load_best_state(out_dir / BEST, model)
         log.info("finetune: resumed from %s after epoch %d", out_dir / LAST, resumed["epoch"])
         print(f"finetune: resumed from {out_dir / LAST} after epoch {resumed['epoch']} of {cfg.epochs}")
     else:
         _initialize(model, cfg)
-        if cfg.eval_initial:
+        if cfg.eval_initial and lead:
             entry = {"epoch": 0, **_evaluate(model, cache, val_pairs, cfg, device)}
             history.append(entry)
             best_entry, best_state = entry, cpu_state(model)
-            _save_best(model, out_dir, entry, config)
+            save_best(model, out_dir, entry, config)
 
+    if shard is not None and shard.world > 1:
+        if cfg.batch_size < 2 * shard.world:
+            raise ValueError(f"finetune.batch_size {cfg.batch_size} leaves a rank of {shard.world} without pairs; "
+                             f"use at least {2 * shard.world}")
+        step.broadcast()
     end_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch)
     for epoch in range(start_epoch, end_epoch + 1):
         t0 = time.perf_counter()
         batches = sample_epoch_batches(train_videos, labels, K, cfg.batch_size, cfg.passes_per_epoch,
                                        cfg.max_pairs_per_epoch, np.random.default_rng([cfg.seed, 0, epoch]))
-        entry = {"epoch": epoch, **step.epoch(cache, labels, batches, f"finetune {epoch}/{cfg.epochs}", progress),
-                 **_evaluate(model, cache, val_pairs, cfg, device)}
+        trained = step.epoch(cache, labels, batches, f"finetune {epoch}/{cfg.epochs}", progress)
+        if not lead:
+            continue
+        entry = {"epoch": epoch, **trained, **_evaluate(model, cache, val_pairs, cfg, device)}
         history.append(entry)
         if best_entry is None or _selection_key(entry, cfg.recall_ks) > _selection_key(best_entry, cfg.recall_ks):
             best_entry, best_state = entry, cpu_state(model)
-            _save_best(model, out_dir, entry, config)
+            save_best(model, out_dir, entry, config)
         seconds.append(time.perf_counter() - t0)
-        save_resume_point(out_dir / LAST, _comparable(config), epoch=epoch, history=history, seconds=seconds,
+        save_resume_point(out_dir / LAST, comparable(config), epoch=epoch, history=history, seconds=seconds,
                           **step.state_dict())
-        _write_outputs(out_dir, history, seconds, best_entry, config, cfg, completed=epoch == cfg.epochs)
+        write_outputs(out_dir, history, seconds, best_entry, config, cfg.recall_ks, completed=epoch == cfg.epochs)
         if progress:
             tqdm.write(
                 f"finetune epoch {epoch}: loss {entry['train_loss']:.4f}  val a2i R@1 {entry['a2i_r1']:.3f} "
                 f"i2a R@1 {entry['i2a_r1']:.3f} (chance {entry['chance_r1']:.3f})"
             )
 
+    if not lead:
+        return None
     completed = bool(history) and history[-1]["epoch"] == cfg.epochs
     if best_entry is None:
         raise RuntimeError("finetune: no epoch was scored (epochs=0 and eval_initial=false)")
-    _write_outputs(out_dir, history, seconds, best_entry, config, cfg, completed=completed)
+    write_outputs(out_dir, history, seconds, best_entry, config, cfg.recall_ks, completed=completed)
     if best_state is not None:
         model.load_state_dict(best_state)
     chance = {k: v for k, v in best_entry.items() if k.startswith("chance_")}
@@ -262,15 +249,32 @@ def finetune(
     )
 
 
+def finished_result(model: nn.Module, out_dir: str | Path) -> FinetuneResult:
+    """The result of a run that torchrun ranks finished in `out_dir`: its history and, in `model`, its best weights."""
+    out_dir = Path(out_dir)
+    record = read_json(out_dir / HISTORY)
+    if not record.get("completed"):
+        raise RuntimeError(f"{out_dir / HISTORY}: the ranks ended before the last epoch")
+    model.load_state_dict(load_best_state(out_dir / BEST, model))
+    best = next(h for h in record["epochs"] if h["epoch"] == record["best_epoch"])
+    return FinetuneResult(model=model, history=record["epochs"], best_epoch=int(record["best_epoch"]),
+                          best_metric=float(best["a2i_r1"]), out_dir=out_dir, completed=True, chance=record["chance"])
+
+
 class _Step:
     """The optimisation of one fine-tuning run: AdamW over both towers (+ label tower), warm-up + cosine."""
 
     def __init__(self, model: nn.Module, label_tower: LabelTower | None, cfg: FinetuneConfig, total_steps: int,
-                 device: torch.device) -> None:
+                 device: torch.device, shard: Shard | None = None) -> None:
         groups = param_groups(model, cfg.weight_decay)
         if label_tower is not None:
             groups.append({"params": list(label_tower.parameters()), "weight_decay": 0.0})
         self.model, self.label_tower, self.cfg, self.device = model, label_tower, cfg, device
+        self.shard = shard if shard is not None and shard.world > 1 else None
+        self.fbsp = model.audio.fbsp
+        self.fbsp.defer_normalization = self.shard is not None  # its gradient hooks are not linear
+        if self.shard is not None:
+            sync_batch_norm(model)  # statistics of the whole batch, as in one process
         self.trainable = [p for g in groups for p in g["params"]]
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -289,20 +293,31 @@ class _Step:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 
+    def broadcast(self) -> None:
+        """Rank 0's weights on every rank (the trainable modules)."""
+        for module in (self.model, self.label_tower):
+            if module is not None:
+                broadcast_state(module)
+
     def epoch(self, cache: Any, labels: np.ndarray, batches: list[np.ndarray], desc: str, progress: bool) -> dict[str, Any]:
-        """Train on `batches` (rows video, second, frame); the pair-weighted mean losses, lr and logit scale."""
-        model, cfg, device = self.model, self.cfg, self.device
+        """Train on `batches` (rows video, second, frame); the pair-weighted mean losses, lr and logit scale.
+        With a shard, this rank encodes its rows of each batch and the loss is that of the gathered batch."""
+        model, cfg, device, shard = self.model, self.cfg, self.device, self.shard
         model.train()
         sums = torch.zeros(4, dtype=torch.float64, device=device)  # pair-weighted loss, contrastive, fbsp, label
         n_pairs = 0
-        bar = tqdm(iterate_pairs(cache, batches, cfg.num_workers, device.type == "cuda"), total=len(batches),
+        mine = batches if shard is None else [local_rows(b, shard) for b in batches]
+        bar = tqdm(iterate_pairs(cache, mine, cfg.num_workers, device.type == "cuda"), total=len(batches),
                    desc=desc, disable=None if progress else True, leave=False)
-        for rows, (frames, audio) in zip(batches, bar):
-            images = to_images(frames, device, cfg.channels_last)  # [B,3,S,S]
-            audio = audio.to(device, non_blocking=True)  # [B,R]
+        for batch, (frames, audio) in zip(batches, bar):
+            rows = batch if shard is None else gathered_rows(batch, shard.world)  # the order of gather_batch
+            images = to_images(frames, device, cfg.channels_last)  # [b,3,S,S]
+            audio = audio.to(device, non_blocking=True)  # [b,R]
             with autocast(device, cfg.amp):
-                a_emb = model.encode_audio(audio)  # [B,E]
-                i_emb = model.encode_image(images)  # [B,E]
+                a_emb = model.encode_audio(audio)  # [b,E]
+                i_emb = model.encode_image(images)  # [b,E]
+                if shard is not None:
+                    a_emb, i_emb = (gather_batch(e, shard, len(batch)) for e in (a_emb, i_emb))  # [B,E]
                 con = contrastive_loss(model, a_emb, i_emb)
                 fbsp = model.fbsp_loss().float()
                 lab = torch.zeros((), device=device)
@@ -311,12 +326,17 @@ class _Step:
                     lab = self.label_tower.loss(a_emb, i_emb, classes)
                 loss = con + cfg.fbsp_weight * fbsp + cfg.label_weight * lab
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if shard is None:
+                loss.backward()
+            else:  # each rank's share of the same loss; the sum over ranks is its gradient
+                (loss / shard.world).backward()
+                all_reduce_gradients(self.trainable)
+                self.fbsp.normalize_gradients()  # the step rule of one process, on the summed gradient
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.trainable, cfg.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
-            b = len(frames)
+            b = len(batch)
             n_pairs += b
             sums += torch.stack([loss.detach(), con.detach(), fbsp.detach(), lab.detach()]).double() * b  # no host sync per step
         bar.close()
@@ -364,18 +384,6 @@ def _evaluate(model: nn.Module, cache: Any, pairs: np.ndarray, cfg: FinetuneConf
             "val_videos": int(len(np.unique(pairs[:, 0])))}
 
 
-def _save_best(model: nn.Module, out_dir: Path, entry: Mapping[str, Any], config: Mapping[str, Any]) -> None:
-    # save_checkpoint writes atomically; extra = what was kept and why, with the resolved params
-    save_checkpoint(model, out_dir / BEST, {"epoch": int(entry["epoch"]), "val": dict(entry), "params": dict(config)})
-
-
-def _load_best_state(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: best checkpoint missing although {path.parent / LAST} exists; delete {path.parent} to restart")
-    loaded = type(model).from_checkpoint(path, config=getattr(model, "config", None))
-    return cpu_state(loaded)
-
-
 def _label_tower(model: nn.Module, cfg: FinetuneConfig, device: torch.device) -> LabelTower | None:
     """The class-name table when `label_weight` > 0 (its init seeded by `cfg.seed`), else None."""
     if cfg.label_weight < 0:
@@ -386,20 +394,3 @@ def _label_tower(model: nn.Module, cfg: FinetuneConfig, device: torch.device) ->
         torch.manual_seed(cfg.seed)
         tower = LabelTower(BACKGROUND, model.config.embed_dim)  # one name per event class (28 in AVE)
     return tower.to(device)
-
-
-def _write_outputs(out_dir: Path, history: list[dict[str, Any]], seconds: list[float], best: Mapping[str, Any],
-                   config: Mapping[str, Any], cfg: FinetuneConfig, completed: bool) -> None:
-    write_finetune_plots(out_dir, history, cfg.recall_ks)
-    write_json(
-        {
-            "epochs": history,
-            "best_epoch": int(best["epoch"]),
-            "best_val_a2i_r1": float(best["a2i_r1"]),
-            "chance": {k: v for k, v in best.items() if k.startswith("chance_")},
-            "completed": completed,
-            "seconds_per_epoch": seconds,
-            "params": dict(config),
-        },
-        out_dir / HISTORY,
-    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 import torch
@@ -21,13 +21,15 @@ from tqdm.auto import tqdm
 
 from avelib.data.ave import NUM_SEGMENTS
 from avelib.data.features import FEATURE_FILES, write_features
-from avelib.io import read_json, resumable_dir, write_json
+from avelib.distributed import Shard
+from avelib.io import atomic_path, resumable_dir, write_json
 from avelib.models.device import autocast, prepare_model, resolve_device, to_images
 from avelib.params import resolved
 from avelib.train.checkpointing import weights_sha256
 
 REPORT = "extract_report.json"
-PROGRESS = "progress.json"  # in the partial dir: chunks whose features are flushed to the .npy memmaps
+DONE = "chunks_done.npy"  # in the partial dir: uint8 [chunks], 1 once a chunk's features are flushed
+OUTPUTS = ("mean", "single", "audio")  # the .npy memmaps of the partial dir
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,78 @@ class _SecondBatches(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(frames)), torch.from_numpy(np.ascontiguousarray(audio))
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What is encoded, in which chunks: the same in the stage process and in every rank."""
+
+    rows: np.ndarray  # int64 [M,2]: (video, second) of every decoded second
+    seconds_per_chunk: int
+    encode_idx: np.ndarray  # cached frames actually encoded, sorted
+    mean_pos: np.ndarray  # positions in encode_idx of the averaged frames
+    mid_pos: int  # position in encode_idx of the single (middle) frame
+    chunks: int
+
+    @classmethod
+    def of(cls, cache: Any, cfg: ExtractConfig) -> "_Plan":
+        K = int(cache.frames_per_second)
+        mean_idx = frame_indices(K, cfg.frames)
+        encode_idx = np.union1d(mean_idx, [K // 2])
+        ok = np.flatnonzero(np.asarray(cache.ok, dtype=bool))
+        rows = np.array([(v, s) for v in ok for s in range(NUM_SEGMENTS)], dtype=np.int64).reshape(-1, 2)
+        per_chunk = max(1, cfg.batch_size // len(encode_idx))  # image batch = chunk x F frames
+        return cls(rows, per_chunk, encode_idx, np.searchsorted(encode_idx, mean_idx),
+                   int(np.searchsorted(encode_idx, K // 2)), -(-len(rows) // per_chunk))
+
+
+def _outputs(tmp: Path, n: int, embed_dim: int, mode: str) -> dict[str, np.ndarray]:
+    """The feature memmaps float32 [N,10,E] of the partial dir ('w+' creates them, 'r+' opens them)."""
+    return {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode=mode, dtype=np.float32,
+                                            shape=(n, NUM_SEGMENTS, embed_dim)) for name in OUTPUTS}
+
+
+def _mark_done(done: np.ndarray, chunk: int) -> None:
+    done[chunk] = 1
+    done.flush()
+
+
 @torch.inference_mode()
+def encode_chunks(model: nn.Module, cache: Any, cfg: ExtractConfig, tmp: str | Path, shard: Shard | None = None,
+                  progress: bool = True) -> int:
+    """Encode the chunks of `shard` (all without one) not yet marked in `tmp/DONE`; the count encoded.
+
+    Each chunk's features are flushed to the memmaps before its mark, so a kill loses at most the
+    chunk in flight; ranks write disjoint rows of the same files."""
+    tmp, shard = Path(tmp), shard or Shard()
+    device = resolve_device(cfg.device)
+    model = prepare_model(model, device, cfg.channels_last).eval()
+    plan = _Plan.of(cache, cfg)
+    out = _outputs(tmp, len(cache.ok), model.config.embed_dim, "r+")
+    done = np.load(tmp / DONE, mmap_mode="r+")  # uint8 [chunks]
+    chunks = [c for c in range(plan.chunks) if shard.take() and not done[c]]
+    ds = _SecondBatches(cache, plan.rows, plan.seconds_per_chunk, plan.encode_idx)
+    loader = (
+        torch.utils.data.DataLoader(torch.utils.data.Subset(ds, chunks), batch_size=None,
+                                    num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+        if cfg.num_workers > 0 else (ds[c] for c in chunks)
+    )
+    mean_pos = torch.as_tensor(plan.mean_pos, device=device)
+    for c, (frames, audio) in zip(chunks, tqdm(loader, total=len(chunks), desc="extract",
+                                               disable=None if progress else True)):
+        b, f = frames.shape[:2]
+        with autocast(device, cfg.amp):
+            img = to_images(frames.reshape(b * f, *frames.shape[2:]), device, cfg.channels_last)  # [b*F,3,S,S]
+            i_emb = model.encode_image(img).float().reshape(b, f, -1)  # [b,F,E]
+            a_emb = model.encode_audio(audio.to(device, non_blocking=True)).float()  # [b,E]
+        v, s = plan.rows[c * plan.seconds_per_chunk : c * plan.seconds_per_chunk + b].T
+        out["mean"][v, s] = i_emb[:, mean_pos].mean(dim=1).cpu().numpy()
+        out["single"][v, s] = i_emb[:, plan.mid_pos].cpu().numpy()
+        out["audio"][v, s] = a_emb.cpu().numpy()
+        for arr in out.values():  # on disk before the chunk is marked done
+            arr.flush()
+        _mark_done(done, c)
+    return len(chunks)
+
+
 def extract_features(
     model: nn.Module,
     cache: Any,
@@ -99,66 +172,45 @@ def extract_features(
     out_dir: str | Path,
     progress: bool = True,
     extra_report: Mapping[str, Any] | None = None,
+    ranks: Callable[[Path], None] | None = None,
 ) -> ExtractResult:
     """Encode every second of every decoded video in `cache`; write the three h5 files into `out_dir`.
 
-    The work happens in `<out_dir>.partial/` (avelib.io.resumable_dir): after every chunk the features
-    are flushed to .npy memmaps and `progress.json` counts the chunk, so a killed run is continued by
-    the next one with the same towers, cache and settings. `out_dir` appears whole or not at all.
+    The work happens in `<out_dir>.partial/` (avelib.io.resumable_dir): the features go to .npy
+    memmaps and `DONE` marks each chunk once flushed, so a killed run is continued by the next one
+    with the same towers, cache and settings. `ranks(tmp)`, when given, has torchrun ranks encode
+    their shares into `tmp` (avelib.stages.towers); else this process encodes every chunk. The h5
+    files are assembled here, and `out_dir` appears whole or not at all.
     """
     out_dir = Path(out_dir)
-    device = resolve_device(cfg.device)
-    model = prepare_model(model, device, cfg.channels_last).eval()
     t0 = time.perf_counter()
     n = len(cache.ok)
-    K = int(cache.frames_per_second)
-    mean_idx = frame_indices(K, cfg.frames)  # frames averaged
-    mid = K // 2  # the single frame
-    encode_idx = np.union1d(mean_idx, [mid])  # frames actually encoded, sorted
-    mean_pos = np.searchsorted(encode_idx, mean_idx)  # positions in encode_idx
-    mid_pos = int(np.searchsorted(encode_idx, mid))
-    ok = np.asarray(cache.ok, dtype=bool)
-    failed = [int(i) for i in np.flatnonzero(~ok)]
-    rows = np.array([(v, s) for v in np.flatnonzero(ok) for s in range(NUM_SEGMENTS)], dtype=np.int64).reshape(-1, 2)
-    seconds_per_chunk = max(1, cfg.batch_size // len(encode_idx))  # image batch = chunk x F frames
-    ds = _SecondBatches(cache, rows, seconds_per_chunk, encode_idx)
-    if not len(rows):
+    plan = _Plan.of(cache, cfg)
+    failed = [int(i) for i in np.flatnonzero(~np.asarray(cache.ok, dtype=bool))]
+    if not len(plan.rows):
         raise ValueError(f"extract: no decoded video in the cache (all {n} failed); nothing to encode")
-
-    dims = {"mean": model.config.embed_dim, "single": model.config.embed_dim, "audio": model.config.embed_dim}
-    record = {"extract": {k: v for k, v in resolved(cfg).items() if k != "num_workers"}, "device": device.type,
-              "weights_sha256": weights_sha256(model), "cache_sha256": cache.fingerprint()}
+    record = {"extract": {k: v for k, v in resolved(cfg).items() if k != "num_workers"},
+              "device": resolve_device(cfg.device).type, "weights_sha256": weights_sha256(model),
+              "cache_sha256": cache.fingerprint()}
     with resumable_dir(out_dir, record) as (tmp, resumed):
-        out = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="r+" if resumed else "w+", dtype=np.float32,
-                                               shape=(n, NUM_SEGMENTS, e)) for name, e in dims.items()}  # [N,10,E]
-        done = read_json(tmp / PROGRESS)["chunks"] if resumed and (tmp / PROGRESS).is_file() else 0
-        if resumed:
-            print(f"extract: continuing {tmp} after {done} of {len(ds)} chunks")
-        chunks = range(done, len(ds))
-        loader = (
-            torch.utils.data.DataLoader(torch.utils.data.Subset(ds, chunks), batch_size=None,
-                                        num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
-            if cfg.num_workers > 0 else (ds[c] for c in chunks)
-        )
-        lo = done * seconds_per_chunk
-        bar = tqdm(loader, total=len(ds), initial=done, desc="extract", disable=None if progress else True)
-        for c, (frames, audio) in zip(chunks, bar):
-            b, f = frames.shape[:2]
-            with autocast(device, cfg.amp):
-                img = to_images(frames.reshape(b * f, *frames.shape[2:]), device, cfg.channels_last)  # [b*F,3,S,S]
-                i_emb = model.encode_image(img).float().reshape(b, f, -1)  # [b,F,E]
-                a_emb = model.encode_audio(audio.to(device, non_blocking=True)).float()  # [b,E]
-            v, s = rows[lo : lo + b].T
-            out["mean"][v, s] = i_emb[:, torch.as_tensor(mean_pos, device=i_emb.device)].mean(dim=1).cpu().numpy()
-            out["single"][v, s] = i_emb[:, mid_pos].cpu().numpy()
-            out["audio"][v, s] = a_emb.cpu().numpy()
-            lo += b
-            for arr in out.values():  # on disk before the progress file says so
-                arr.flush()
-            write_json({"chunks": c + 1}, tmp / PROGRESS)
+        if resumed and (tmp / DONE).is_file():
+            print(f"extract: continuing {tmp} after {int(np.load(tmp / DONE).sum())} of {plan.chunks} chunks")
+        else:
+            _outputs(tmp, n, model.config.embed_dim, "w+")
+            with atomic_path(tmp / DONE) as path:
+                np.save(path, np.zeros(plan.chunks, dtype=np.uint8))
+        if ranks is not None:
+            ranks(tmp)
+        else:
+            encode_chunks(model, cache, cfg, tmp, progress=progress)
+        missing = int((np.load(tmp / DONE) == 0).sum())
+        if missing:
+            raise RuntimeError(f"extract: {missing} of {plan.chunks} chunks were not encoded in {tmp}")
+        out = _outputs(tmp, n, model.config.embed_dim, "r")
         out_mean, out_single, out_audio = (np.array(out[k]) for k in ("mean", "single", "audio"))
         del out
         seconds = time.perf_counter() - t0
+        K = int(cache.frames_per_second)
         video_ids = list(getattr(cache, "video_ids", [str(i) for i in range(n)]))
         failures = {f.get("file", ""): f.get("cause", "") for f in getattr(cache, "meta", {}).get("failures", [])}
         report = {
@@ -167,19 +219,19 @@ def extract_features(
             "failed": [{"index": i, "video_id": video_ids[i], "cause": _cause(video_ids[i], failures)} for i in failed],
             "embed_dim": {"audio": int(out_audio.shape[-1]), "visual": int(out_mean.shape[-1])},
             "frames_per_second_cached": K,
-            "frames_averaged": [int(i) for i in mean_idx],
-            "single_frame_index": mid,
+            "frames_averaged": [int(i) for i in frame_indices(K, cfg.frames)],
+            "single_frame_index": K // 2,
             "seconds": seconds,
-            "seconds_encoded_per_s": len(rows) / seconds if seconds > 0 else None,
+            "seconds_encoded_per_s": len(plan.rows) / seconds if seconds > 0 else None,
             "params": {"extract": resolved(cfg), **dict(extra_report or {})},
         }
         write_features(tmp / FEATURE_FILES["mean"], out_mean)
         write_features(tmp / FEATURE_FILES["single"], out_single)
         write_features(tmp / FEATURE_FILES["audio"], out_audio)
         write_json(report, tmp / REPORT)
-        for name in dims:
+        for name in OUTPUTS:
             (tmp / f"{name}.npy").unlink()
-        (tmp / PROGRESS).unlink(missing_ok=True)
+        (tmp / DONE).unlink()
     return ExtractResult(audio=out_audio, visual_mean=out_mean, visual_single=out_single, failed=failed, out_dir=out_dir)
 
 
