@@ -31,7 +31,7 @@ test: install
 	$(PY) -m pytest -n 2 --dist loadfile
 
 # kill-and-resume of every long stage and same-seed determinism on smoke-sized pipeline copies, and
-# 2 torchrun ranks (gloo) against 1 process (~8 min)
+# 2 torchrun ranks (gloo) against 1 process (~9 min)
 faults: install
 	$(PY) -m pytest -m "faults or distributed"
 
