@@ -1,15 +1,22 @@
 """Run a stage notebook with papermill and render it to offline HTML.
 
-A stage passes whole params.yaml sections to the notebook as dict parameters, so the executed
-notebook shows exactly what it ran with and booleans stay booleans.
+A stage passes its params.yaml keys to the notebook as dict parameters, so the executed notebook
+shows exactly what it ran with and booleans stay booleans. Kernels talk over IPC sockets with a
+path of their own: over TCP, two kernels started at once (two test workers, two stages) could pick
+the same free port and one client then waited forever on the other's kernel.
 """
 
 from __future__ import annotations
 
 import re
+import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import default
 
 from avelib.io import atomic_path, write_json
 from avelib.params import ParamsError, load_params, section
@@ -20,6 +27,33 @@ REPORTS = Path("reports")
 TIMINGS = "timings"  # reports/timings/<stage>.json: each stage's wall time, peak RSS and cell times
 # nbconvert's templates load MathJax and require.js from a CDN; the reports must work offline.
 _REMOTE_SCRIPT = re.compile(r'<script[^>]*\ssrc="(?:https?://[^"]*)?"[^>]*>\s*</script>', re.S)
+
+
+KERNEL_START_TIMEOUT_S = 120  # a kernel that has not answered by then fails the stage with a message
+
+
+class IPCKernelManager(AsyncKernelManager):
+    """A kernel on IPC sockets under a fresh path: no port can be taken by another kernel."""
+
+    @default("transport")
+    def _default_transport(self) -> str:
+        return "ipc"
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        return str(Path(tempfile.gettempdir()) / f"avelib-kernel-{uuid.uuid4().hex}")
+
+
+def execute_notebook(source: Path, executed: Path, parameters: dict[str, Any], cwd: Path,
+                     execution_timeout: int | None = None) -> None:
+    """papermill on an IPC kernel; a kernel that does not start in time raises instead of waiting."""
+    import papermill
+
+    papermill.execute_notebook(
+        str(source), str(executed), parameters=parameters, kernel_name="python3", progress_bar=False,
+        cwd=str(cwd), execution_timeout=execution_timeout, start_timeout=KERNEL_START_TIMEOUT_S,
+        kernel_manager_class=IPCKernelManager,
+    )
 
 
 def section_parameters(params: dict[str, Any], sections: Iterable[str]) -> dict[str, Any]:
@@ -43,18 +77,13 @@ def run_notebook(
     Returns the HTML path. Both outputs appear only if execution succeeds. `execution_timeout`
     (seconds per cell) turns a stuck kernel into an error; stages leave it unset (real runs are long).
     """
-    import papermill
-
     source = Path(notebooks_dir) / f"{name}.ipynb"
     if not source.is_file():
         raise FileNotFoundError(f"{source}: notebook not found")
     out_name = output_name or name
     executed = Path(reports_dir) / "notebooks" / f"{out_name}.ipynb"
     with atomic_path(executed) as tmp:
-        papermill.execute_notebook(
-            str(source), str(tmp), parameters=parameters, kernel_name="python3", progress_bar=False,
-            cwd=str(Path.cwd()), execution_timeout=execution_timeout,
-        )
+        execute_notebook(source, tmp, parameters, Path.cwd(), execution_timeout)
     html = Path(reports_dir) / "html" / f"{out_name}.html"
     with atomic_path(html) as tmp:
         tmp.write_text(notebook_html(executed))

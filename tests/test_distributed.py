@@ -17,7 +17,8 @@ from avelib.distributed import Shard
 from avelib.stages.localizer import run_train
 from avelib.stages.tasks import run_weak
 
-pytestmark = [pytest.mark.slow, pytest.mark.distributed]  # run by `make faults` (CI)
+# run by `make faults` (CI); a whole smoke pipeline per test
+pytestmark = [pytest.mark.slow, pytest.mark.distributed, pytest.mark.timeout(900)]
 TRAIN = {"phases": [{"windows": [10], "epochs": 1}, {"windows": [10, 5], "epochs": 2}], "threads": 1}
 
 

@@ -28,7 +28,7 @@ import yaml
 
 from test_paper_smoke import pipeline_copy, venv_env
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(1200)]  # whole smoke pipelines, killed and resumed
 
 SMOKE: dict[str, Any] = {
     "synth": {"num_videos": 12, "split_fractions": [0.5, 0.25, 0.25], "image_size": 32, "fps": 4,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.paper_smoke
+pytestmark = [pytest.mark.paper_smoke, pytest.mark.timeout(600)]  # the GPU check on the CPU
 ROWS = ["image tower", "audio tower", "fine-tuning step", "localizer (hidden 256)", "extraction end to end"]
 
 

@@ -22,7 +22,7 @@ import h5py
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.paper_smoke
+pytestmark = [pytest.mark.paper_smoke, pytest.mark.timeout(1200)]  # the paper command on stand-ins
 
 # overrides that only shrink the work; every size of the paper profile stays as the README sets it
 SHRINK = [
