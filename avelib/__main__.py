@@ -177,8 +177,14 @@ def add_stage(sub: argparse._SubParsersAction) -> None:
     add(sub)
 
 
+def add_dvc_yaml(sub: argparse._SubParsersAction) -> None:
+    from avelib.notebook import add_dvc_yaml as add
+
+    add(sub)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_stage, add_predict, add_report, add_readme_tables, add_plots_template, add_weights, add_fixtures
+    add_stage, add_dvc_yaml, add_predict, add_report, add_readme_tables, add_plots_template, add_weights, add_fixtures
 ]
 
 

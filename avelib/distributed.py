@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from avelib.io import write_json
-from avelib.params import section
+from avelib.params import value
 
 SPEC = "ranks_spec.json"
 
@@ -53,9 +53,18 @@ class Shard:
         return mine
 
 
-def distributed_config(params: Mapping[str, Any]) -> DistributedConfig:
-    """The `distributed` section of `params` (one process for everything when it is absent)."""
-    return section(params, "distributed", DistributedConfig) if "distributed" in params else DistributedConfig()
+@dataclass(frozen=True)
+class Launch:
+    """How one stage starts its ranks: the two `distributed` keys it reads."""
+
+    nproc: int = 1
+    torchrun_args: tuple[str, ...] = ()
+
+
+def launch(params: Mapping[str, Any], kind: str) -> Launch:
+    """`distributed.<kind>_nproc` and `distributed.torchrun_args` (one process when absent)."""
+    return Launch(value(params, f"distributed.{kind}_nproc", int, default=1),
+                  value(params, "distributed.torchrun_args", tuple[str, ...], default=()))
 
 
 def rank_world() -> tuple[int, int]:
@@ -77,17 +86,18 @@ def init_process_group() -> Shard:
     return Shard(rank, world)
 
 
-def spread(cfg: DistributedConfig, nproc: int, stage: str, arguments: Mapping[str, Any], work: Path) -> None:
-    """With `nproc > 1`, run `stage`'s jobs on that many ranks (avelib.ranks) and wait.
+def spread(ranks: Launch, stage: str, arguments: Mapping[str, Any], work: Path) -> None:
+    """With `ranks.nproc > 1`, run `stage`'s jobs on that many ranks (avelib.ranks) and wait.
 
     `arguments` are the stage function's (JSON-able) arguments; a rank that fails fails the stage.
     """
+    nproc = ranks.nproc
     if nproc <= 1:
         return
     spec = work / SPEC
     write_json({"stage": stage, "arguments": dict(arguments), "work": str(work)}, spec)
-    launch = list(cfg.torchrun_args) or ["--standalone"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", *launch, f"--nproc-per-node={nproc}",
+    rendezvous = list(ranks.torchrun_args) or ["--standalone"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", *rendezvous, f"--nproc-per-node={nproc}",
            "-m", "avelib.ranks", str(spec)]
     print(f"{stage}: on {nproc} ranks: {' '.join(cmd[1:])}", flush=True)
     done = subprocess.run(cmd, capture_output=True, text=True)  # shown here: a notebook cell does not see the ranks' fds

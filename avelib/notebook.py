@@ -8,18 +8,21 @@ the same free port and one client then waited forever on the other's kernel.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterator, Mapping
 
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
+from avelib import pipeline
 from avelib.io import atomic_path, write_json
-from avelib.params import ParamsError, load_params, section
+from avelib.params import READS_ENV, ParamsError, load_params, section
 from avelib.runtime import peak_rss_mib
 
 NOTEBOOKS = Path("notebooks")
@@ -29,6 +32,7 @@ TIMINGS = "timings"  # reports/timings/<stage>.json: each stage's wall time, pea
 _REMOTE_SCRIPT = re.compile(r'<script[^>]*\ssrc="(?:https?://[^"]*)?"[^>]*>\s*</script>', re.S)
 
 
+READS_DIR_ENV = "AVELIB_READS_DIR"
 KERNEL_START_TIMEOUT_S = 120  # a kernel that has not answered by then fails the stage with a message
 
 
@@ -54,14 +58,6 @@ def execute_notebook(source: Path, executed: Path, parameters: dict[str, Any], c
         cwd=str(cwd), execution_timeout=execution_timeout, start_timeout=KERNEL_START_TIMEOUT_S,
         kernel_manager_class=IPCKernelManager,
     )
-
-
-def section_parameters(params: dict[str, Any], sections: Iterable[str]) -> dict[str, Any]:
-    """The named top-level sections of params.yaml, as notebook parameters."""
-    missing = [s for s in sections if s not in params]
-    if missing:
-        raise ParamsError(f"params.yaml: section(s) {missing} missing")
-    return {s: params[s] for s in sections}
 
 
 def run_notebook(
@@ -100,22 +96,44 @@ def notebook_html(path: str | Path) -> str:
     return _REMOTE_SCRIPT.sub("", body)
 
 
-def run_stage(name: str, sections: list[str], params_path: str | Path = "params.yaml",
-              extra: dict[str, Any] | None = None, output_name: str | None = None) -> Path:
-    """A DVC stage: run notebook `name` with the listed params sections (plus `extra` values).
+def run_stage(name: str, item: str | None = None, params_path: str | Path = "params.yaml",
+              notebooks_dir: str | Path = NOTEBOOKS) -> Path:
+    """A DVC stage of the table (avelib.pipeline): its notebook with exactly the stage's params keys as
+    `params`, and its path parameters.
 
     The whole params file is checked first (`check_params`), so a typo anywhere in it stops the
     first stage, not the one that reads it hours later."""
+    entry = pipeline.stage(name)
+    if entry.notebook is None:
+        raise ValueError(f"stage {name} runs `{entry.command}`, not a notebook")
+    if (item is None) != (entry.foreach is None):
+        raise ValueError(f"stage {name}: " + (f"give --item, a key of params section '{entry.foreach}'"
+                                               if entry.foreach else "takes no --item"))
     params = load_params(params_path)
     check_params(params)
-    parameters = section_parameters(params, sections)
-    parameters.update(extra or {})
-    stage, start = output_name or name, time.perf_counter()
-    html = run_notebook(name, parameters, output_name=output_name)
+    parameters = {"params": pipeline.stage_params(entry, params, item), **pipeline.stage_paths(entry, item)}
+    stage, start = entry.output_name(item), time.perf_counter()
+    with _recording_reads(stage):
+        html = run_notebook(entry.notebook, parameters, notebooks_dir=notebooks_dir, output_name=stage)
     timing = stage_timing(stage, time.perf_counter() - start, REPORTS / "notebooks" / f"{stage}.ipynb")
     write_json(timing, REPORTS / TIMINGS / f"{stage}.json")
     print(f"{timing['stage']}: {timing['seconds']:.1f} s, peak RSS {timing['peak_rss_mib']:.0f} MiB (largest process)")
     return html
+
+
+@contextlib.contextmanager
+def _recording_reads(stage: str) -> Iterator[None]:
+    """With AVELIB_READS_DIR set, the stage's kernel (and its ranks) record the params keys they read
+    in <dir>/<stage>.txt (avelib.params); tests compare them with the table."""
+    folder = os.environ.get(READS_DIR_ENV)
+    if not folder:
+        yield
+        return
+    os.environ[READS_ENV] = str(Path(folder) / f"{stage}.txt")
+    try:
+        yield
+    finally:
+        del os.environ[READS_ENV]
 
 
 def stage_timing(stage: str, seconds: float, executed: Path) -> dict[str, Any]:
@@ -132,9 +150,6 @@ def stage_timing(stage: str, seconds: float, executed: Path) -> dict[str, Any]:
     return {"stage": stage, "seconds": round(seconds, 2), "peak_rss_mib": round(peak_rss_mib(), 1), "cells": cells}
 
 
-TOP_LEVEL = ("seed",)  # plain values at the top of params.yaml
-
-
 def check_params(params: Mapping[str, Any]) -> None:
     """Every section of params.yaml against its dataclass, before any stage works: an unknown key or
     section, or a value of the wrong type, raises ParamsError naming the dotted key and what it expects."""
@@ -148,17 +163,17 @@ def check_params(params: Mapping[str, Any]) -> None:
     from avelib.train.contrastive import FinetuneConfig
     from avelib.train.distance import CrossmodalConfig
     from avelib.train.extract import ExtractConfig
-    from avelib.train.localizer import EvalConfig, TrainConfig
+    from avelib.train.localizer import BaselinesConfig, EvalConfig, TrainConfig
     from avelib.train.pretrain import PretrainConfig
     from avelib.train.weak import WeakConfig
 
     sections = {"data": DataConfig, "synth": SynthConfig, "decode": DecodeConfig, "audioclip": AudioCLIPParams,
                 "pretrain": PretrainConfig, "finetune": FinetuneConfig, "extract": ExtractConfig,
-                "localizer": LocalizerConfig, "train": TrainConfig, "evaluate": EvalConfig, "distributed": DistributedConfig, "weak": WeakConfig,
+                "localizer": LocalizerConfig, "train": TrainConfig, "evaluate": EvalConfig, "baselines": BaselinesConfig, "distributed": DistributedConfig, "weak": WeakConfig,
                 "crossmodal": CrossmodalConfig, "report": ReportConfig}
-    unknown = sorted(set(params) - set(sections) - set(TOP_LEVEL) - {"ablations"})
+    unknown = sorted(set(params) - set(sections) - {"ablations"})
     if unknown:
-        raise ParamsError(f"params: unknown section(s) {unknown}; known: {sorted([*sections, 'ablations', *TOP_LEVEL])}")
+        raise ParamsError(f"params: unknown section(s) {unknown}; known: {sorted([*sections, 'ablations'])}")
     for name, cls in sections.items():
         if name in params:
             section(params, name, cls)
@@ -171,27 +186,35 @@ def check_params(params: Mapping[str, Any]) -> None:
 
 
 def add_stage(sub: Any) -> None:
-    """`python -m avelib stage NOTEBOOK --params SECTION...`: what each dvc.yaml stage runs."""
-    p = sub.add_parser("stage", help="run a stage notebook with papermill (used by dvc.yaml)")
-    p.add_argument("notebook", help="notebook name in notebooks/, without .ipynb")
-    p.add_argument("--params", nargs="+", default=[], metavar="SECTION",
-                   help="params.yaml sections passed to the notebook (the stage's `params:` list)")
-    p.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
-                   help="extra string parameters (e.g. axis=windows)")
-    p.add_argument("--output", default=None, help="name of the executed copy (default: the notebook's)")
+    """`python -m avelib stage NAME [--item KEY]`: what each dvc.yaml stage runs."""
+    p = sub.add_parser("stage", help="run a stage of the table in avelib/pipeline.py (used by dvc.yaml)")
+    p.add_argument("name", choices=[s.name for s in pipeline.STAGES if s.notebook], help="the stage")
+    p.add_argument("--item", default=None, help="the key of a foreach stage (e.g. an ablation axis)")
     p.add_argument("--params-file", default="params.yaml")
     p.set_defaults(func=_stage)
 
 
 def _stage(args: Any) -> int:
-    extra = dict(_split_assignment(s) for s in args.set)
-    html = run_stage(args.notebook, args.params, args.params_file, extra, args.output)
-    print(f"wrote {html}")
+    print(f"wrote {run_stage(args.name, args.item, args.params_file)}")
     return 0
 
 
-def _split_assignment(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name.isidentifier():
-        raise ValueError(f"--set {text!r}: expected NAME=VALUE")
-    return name, value
+def add_dvc_yaml(sub: Any) -> None:
+    """`python -m avelib dvc-yaml [--check]`: dvc.yaml from the stage table."""
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table in avelib/pipeline.py")
+    p.add_argument("--out", type=Path, default=Path("dvc.yaml"), help="default: %(default)s")
+    p.add_argument("--check", action="store_true", help="only check; exit 1 when the file is stale")
+    p.set_defaults(func=_dvc_yaml)
+
+
+def _dvc_yaml(args: Any) -> int:
+    text = pipeline.render_dvc_yaml()
+    current = args.out.is_file() and args.out.read_text() == text
+    if args.check:
+        print(f"{args.out}: {'current' if current else 'stale; run `python -m avelib dvc-yaml`'}")
+        return 0 if current else 1
+    if not current:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(text)
+    print(f"{args.out}: {'already current' if current else 'written'}")
+    return 0

@@ -2,12 +2,17 @@
 
 Each module declares the dataclass of the section it reads; `section()` builds it, raising on
 unknown or missing keys and on values of the wrong type, so a typo in params.yaml never passes
-silently. `resolved()` gives the plain dict that is saved beside every checkpoint and metric file.
+silently. `value()` reads one dotted key. `resolved()` gives the plain dict that is saved beside
+every checkpoint and metric file.
+
+Both record what they read when `AVELIB_PARAMS_READS` names a file (the stage table's test sets it):
+every field of a built dataclass, defaulted or not, as a dotted key, one per line.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import types
 import typing
@@ -39,14 +44,45 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     return data
 
 
+READS_ENV = "AVELIB_PARAMS_READS"
+_KEY_PATH = re.compile(r"[A-Za-z_][\w]*(\.[\w-]+)*")  # a params key, not a checkpoint's "file: config"
+
+
 def section(params: Mapping[str, Any], name: str, cls: type[T]) -> T:
     """Build dataclass `cls` from `params[name]` (dotted names reach into nested mappings)."""
+    return from_dict(cls, _node(params, name), where=name)
+
+
+_MISSING = object()
+
+
+def value(params: Mapping[str, Any], key: str, tp: Any = Any, default: Any = _MISSING) -> Any:
+    """The value of dotted `key`, checked against type `tp`; a missing key raises unless a `default` is given
+    (the stage runner always passes the key; a library caller may leave it out)."""
+    _record([key])
+    try:
+        node = _node(params, key)
+    except ParamsError:
+        if default is _MISSING:
+            raise
+        return default
+    return _coerce(tp, node, key)
+
+
+def _node(params: Mapping[str, Any], key: str) -> Any:
     node: Any = params
-    for part in name.split("."):
+    for part in key.split("."):
         if not isinstance(node, Mapping) or part not in node:
-            raise ParamsError(f"params: section '{name}' is missing")
+            raise ParamsError(f"params: '{key}' is missing")
         node = node[part]
-    return from_dict(cls, node, where=name)
+    return node
+
+
+def _record(keys: list[str]) -> None:
+    path = os.environ.get(READS_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.writelines(f"{k}\n" for k in keys)
 
 
 def from_dict(cls: type[T], data: Any, where: str = "params") -> T:
@@ -58,6 +94,8 @@ def from_dict(cls: type[T], data: Any, where: str = "params") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ParamsError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+    if _KEY_PATH.fullmatch(where):
+        _record([f"{where}.{name}" for name in fields])
     values = {}
     for name, f in fields.items():
         if name in data:

@@ -305,11 +305,15 @@ def predict_cli(args: Any) -> int:
     else:
         towers_path, profile = args.towers or defaults.towers, defaults.audioclip_profile
     k = args.frames_per_second or defaults.frames_per_second
-    bundle = load_localizer(checkpoint, args.device)
+    try:  # an unusable checkpoint is an unusable input file, as a video is: one line, exit 2
+        bundle = load_localizer(checkpoint, args.device)
+        towers = load_towers(towers_path, profile).to(args.device)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=_stderr())
+        return 2
     if bundle.dataset != "AVE":
         print(f"warning: {checkpoint} was trained on {bundle.dataset}, not on real AVE videos: it knows only "
               "that data, so its labels of other videos are not meaningful", file=_stderr())
-    towers = load_towers(towers_path, profile).to(args.device)
     videos = _as_paths(args.videos)
     failures = 0
     for video in videos:

@@ -15,7 +15,7 @@ from avelib.io import read_json
 
 # stage -> the module whose JOBS holds its job function (imported alone: a rank starts faster)
 JOB_MODULES = {"train": "avelib.stages.localizer", "evaluate": "avelib.stages.localizer",
-               "ablate": "avelib.stages.localizer", "weak": "avelib.stages.tasks", "finetune": "avelib.stages.towers",
+               "ablate": "avelib.stages.localizer", "weak": "avelib.stages.weak", "finetune": "avelib.stages.towers",
                "extract": "avelib.stages.towers"}
 
 

@@ -49,8 +49,8 @@ def _without_times(obj):
 
 def _run(stage: str, params: dict, out: Path):
     from avelib.stages.localizer import run_ablation, run_evaluate, run_train
-    from avelib.stages.tasks import run_weak
     from avelib.stages.towers import run_extract, run_finetune
+    from avelib.stages.weak import run_weak
 
     if stage == "finetune":  # the epochs' training losses
         result = run_finetune(params, params["data"]["cache_dir"], params["data"]["root"], out, progress=False)

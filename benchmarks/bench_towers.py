@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from avelib.models.audioclip import build_audioclip
-from avelib.models.device import autocast, prepare_model, resolve_device, to_images
+from avelib.models.device import autocast, prepare_model, resolve_device
+from avelib.models.images import to_images
 from avelib.train.objective import contrastive_loss
 
 

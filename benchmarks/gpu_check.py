@@ -31,7 +31,8 @@ from torch import nn
 from avelib.data.media import decode_video
 from avelib.fixtures import iter_standin_videos
 from avelib.models.audioclip import build_audioclip
-from avelib.models.device import autocast, prepare_model, resolve_device, to_images
+from avelib.models.device import autocast, prepare_model, resolve_device
+from avelib.models.images import to_images
 from avelib.runtime import pool_context
 from bench_localizer import localizer_speed
 from bench_towers import finetune_throughput, inference_throughput

@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"stages", "viz"},
     {"preflight", "fixtures", "plots", "predict"},
     {"explore", "report"},
-    {"notebook", "__main__", "ranks"},  # the stage runner, the command line, the torchrun worker
+    {"pipeline", "notebook", "__main__", "ranks"},  # the stage table and runner, the command line, the torchrun worker
 ]
 MAX_LINES = 410
 
@@ -98,61 +98,3 @@ def test_the_layer_test_sees_real_imports() -> None:
 def test_public_api_resolves(name: str) -> None:
     obj = getattr(avelib, name)
     assert obj is getattr(importlib.import_module(avelib.PUBLIC_API[name]), name)
-
-
-# ---------------------------------------------------------------- dvc.yaml deps follow the imports
-# A stage reruns when code it runs changes: its deps must cover every avelib module its notebook
-# imports, directly or through other modules. Left out on purpose: the foundation (io, params,
-# runtime) and viz (plots change the pages, not the numbers), which would rerun every stage.
-NOT_TRACKED = ("avelib/__init__.py", "avelib/io.py", "avelib/params.py", "avelib/runtime.py", "avelib/viz/")
-ROOT = PACKAGE.parent
-
-
-def _closure(modules: set[str]) -> set[str]:
-    seen: set[str] = set()
-    todo = [m for m in modules if m in GRAPH]
-    while todo:
-        m = todo.pop()
-        if m not in seen:
-            seen.add(m)
-            todo += [d for d in GRAPH[m] if d in GRAPH]
-    return seen
-
-
-def _module_file(module: str) -> str:
-    path = Path(*module.split("."))
-    return str(path / "__init__.py") if (ROOT / path).is_dir() else str(path.with_suffix(".py"))
-
-
-def _notebook_imports(notebook: Path) -> set[str]:
-    import nbformat
-
-    source = "\n".join(c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
-    tree = ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))))
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("avelib"):
-            found |= {f"{node.module}.{a.name}" for a in node.names} | {node.module}
-        elif isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-    return found
-
-
-def _stages() -> list[tuple[str, dict]]:
-    import yaml
-
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    return [(name, body["do"] if "foreach" in body else body) for name, body in stages.items()]
-
-
-@pytest.mark.parametrize("name,stage", _stages(), ids=[n for n, _ in _stages()])
-def test_stage_deps_cover_the_code_it_runs(name: str, stage: dict) -> None:
-    cmd = stage["cmd"]
-    if " stage " in cmd:
-        roots = _notebook_imports(ROOT / "notebooks" / f"{cmd.split(' stage ')[1].split()[0]}.ipynb")
-    else:
-        roots = {f"avelib.{cmd.split('-m avelib ')[1].split()[0]}"}
-    deps = [d.rstrip("/") for d in stage["deps"] if d.startswith("avelib")]
-    missing = sorted(f for f in map(_module_file, _closure(roots))
-                     if not f.startswith(NOT_TRACKED) and not any(f == d or f.startswith(d + "/") for d in deps))
-    assert not missing, f"dvc.yaml stage '{name}' runs code it does not list in deps: {missing}"

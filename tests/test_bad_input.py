@@ -7,6 +7,7 @@ the rest) and through `predict` (exit code 2 and one line naming the file for un
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -194,6 +195,25 @@ def test_checkpoints_each_get_their_own_message(tmp_path: Path) -> None:
     torch.save({"weight": torch.zeros(3)}, foreign)
     with pytest.raises(ValueError, match=r"foreign\.pt: not a localizer checkpoint: missing key"):
         load_localizer(foreign)
+
+
+def test_predict_refuses_a_malicious_checkpoint_in_one_line_and_runs_nothing(videos, tmp_path, capsys) -> None:
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": Payload()}, evil)
+    assert _predict(videos["good"], tmp_path, evil) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if not line.startswith("warning: RANDOM-INIT")]
+    assert len(errors) == 1 and "evil.pt: refused by torch.load(weights_only=True)" in errors[0]
+    assert "(posix.system)" in errors[0] and "weights_only=False" not in err  # no advice to run it anyway
+    assert not (tmp_path / "pwned").exists()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(save_localizer(tmp_path / "loc.pt").read_bytes()[:1000])
+    assert _predict(videos["good"], tmp_path, truncated) == 2
+    assert "truncated.pt: not a readable torch checkpoint" in capsys.readouterr().err
 
 
 def test_localizer_of_another_profile_is_refused(videos, tmp_path, capsys) -> None:

@@ -15,7 +15,7 @@ from avelib.data.ave import BACKGROUND, CATEGORIES
 from avelib.data.features import FEATURE_FILES, synthetic_features, write_features
 from avelib.distributed import Shard
 from avelib.stages.localizer import run_train
-from avelib.stages.tasks import run_weak
+from avelib.stages.weak import run_weak
 
 # run by `make faults` (CI); a whole smoke pipeline per test
 pytestmark = [pytest.mark.slow, pytest.mark.distributed, pytest.mark.timeout(900)]
@@ -61,7 +61,7 @@ def _params(root: Path, nproc: int) -> dict:
     return {"data": {"dataset": "synthave", "root": str(root)}, "localizer": {"hidden": 16, "heads": 2},
             "train": TRAIN, "evaluate": {"seeds": [0, 1, 2], "postprocess_candidates": [0, 1]},
             "weak": {"models": ["aveclip", "mlp"], "encoders": ["finetuned"], "thresholds": [0.3, 0.5]},
-            "distributed": {"localizer_nproc": nproc}}
+            "baselines": {}, "distributed": {"localizer_nproc": nproc}}
 
 
 def test_two_ranks_train_the_same_seeds_as_one_process(tmp_path, capfd):

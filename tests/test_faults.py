@@ -233,3 +233,40 @@ def test_same_seed_same_features_in_two_fresh_directories(run_a, run_c) -> None:
     for name in ("audio.h5", "visual_mean.h5"):  # the features themselves, not only their bytes
         with h5py.File(run_a / "data/features/finetuned" / name) as x, h5py.File(run_b / "data/features/finetuned" / name) as y:
             assert np.array_equal(x["avadataset"][()], y["avadataset"][()])
+
+
+# one edit per layer and per params group -> exactly the stages `dvc status` must report (smoke: one axis, refine)
+COMMENT = "\n# an edit that changes no behaviour\n"
+RERUNS: dict[str, tuple[str, set[str]]] = {
+    "avelib/models/localizer.py": ("file", {"train", "evaluate", "ablate@refine", "ablations", "weak", "report"}),
+    "avelib/models/audioclip.py": ("file", {"data", "pretrain", "finetune", "extract", "ablations", "report"}),
+    "avelib/report/index.py": ("file", {"ablations", "report"}),  # 07_ablations shows the report's table
+    "localizer.hidden": ("param", {"train", "evaluate", "ablate@refine", "weak"}),
+    "baselines.lr": ("param", {"evaluate", "weak"}),
+    "finetune.lr": ("param", {"finetune"}),  # extract reads finetune.seed only
+}
+
+
+def _edit(work: Path, what: str, kind: str) -> tuple[Path, str]:
+    path = work / (what if kind == "file" else "params.yaml")
+    before = path.read_text()
+    if kind == "file":
+        path.write_text(before + COMMENT)
+    else:
+        params = yaml.safe_load(before)
+        section, key = what.split(".")
+        params[section][key] = params[section][key] * 2
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path, before
+
+
+@pytest.mark.parametrize("what", list(RERUNS))
+def test_an_edit_reruns_only_the_stages_that_read_it(run_a, what) -> None:
+    kind, expected = RERUNS[what]
+    path, before = _edit(run_a, what, kind)
+    try:
+        changed = set(json.loads(dvc(run_a, "status", "--json").stdout or "{}"))
+    finally:
+        path.write_text(before)
+    assert changed == expected, f"{what}: dvc status reports {sorted(changed)}, expected {sorted(expected)}"
+    assert "Data and pipelines are up to date" in dvc(run_a, "status").stdout  # reverted: nothing to rerun

@@ -55,7 +55,7 @@ def test_bad_params_raise_with_location(data, message):
 
 
 def test_missing_section_and_file(tmp_path):
-    with pytest.raises(ParamsError, match="section 'nope' is missing"):
+    with pytest.raises(ParamsError, match="'nope' is missing"):
         section({}, "nope", Outer)
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "absent.yaml")
@@ -65,9 +65,12 @@ def test_missing_section_and_file(tmp_path):
         load_params(bad)
 
 
-def test_repository_params_file_loads():
+def test_repository_params_file_loads_and_checks():
+    from avelib.notebook import check_params
+
     params = load_params(ROOT / "params.yaml")
-    assert isinstance(params["seed"], int)
+    check_params(params)
+    assert "seed" not in params and "baseline" not in params["evaluate"]  # dead and moved keys stay gone
 
 
 def test_atomic_path_keeps_old_output_on_failure(tmp_path):
@@ -125,5 +128,5 @@ def test_whole_params_file_is_checked_before_any_stage_runs(tmp_path, monkeypatc
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(params))
     with pytest.raises(ParamsError, match=message):
-        run_stage("01_data", ["data"], bad)
+        run_stage("data", None, bad)
     assert started == []  # no notebook was started

@@ -16,7 +16,7 @@ from avelib.io import read_json
 from avelib.models.audioclip import build_audioclip
 from avelib.models.label_tower import LabelTower
 from avelib.train.contrastive import FinetuneConfig, finetune
-from avelib.stages.towers import run_pretrain
+from avelib.stages.pretrain import run_pretrain
 from avelib.train.pretrain import PretrainConfig, pool_config, prepare_pool
 from tests.test_contrastive import make_dataset
 

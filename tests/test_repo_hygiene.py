@@ -45,16 +45,3 @@ def test_notebook_is_thin_and_parameterized(path: Path):
         if c["cell_type"] == "code":
             n = len("".join(c["source"]).splitlines())
             assert n <= 25, f"{path.name}: code cell {i} has {n} lines; move logic into avelib"
-
-
-def test_each_stage_passes_exactly_the_params_it_lists():
-    """The notebook of a stage receives the sections its `params:` names, and no others."""
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    for name, stage in stages.items():
-        stage = stage.get("do", stage)
-        cmd = " ".join(stage["cmd"].split())
-        if " stage " not in cmd:
-            continue
-        passed = cmd.split("--params", 1)[1].split("--")[0].split() if "--params" in cmd else []
-        listed = list(dict.fromkeys(p.split(".")[0] for p in stage.get("params", [])))
-        assert passed == listed, f"dvc.yaml stage {name}: cmd passes {passed} but params lists {listed}"

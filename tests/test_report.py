@@ -307,14 +307,16 @@ def _task_reports(reports: Path) -> None:
     from avelib.eval.tasks import crossmodal_summary, weak_summary
     from avelib.io import write_json
     from avelib.train.distance import CrossmodalConfig, crossmodal_runs
-    from avelib.train.localizer import EvalConfig, TrainConfig
+    from avelib.models.baselines import BaselineConfig
+    from avelib.train.localizer import BaselinesConfig, EvalConfig, TrainConfig
     from avelib.train.weak import WeakConfig, evaluate_weak
 
     audio, visual, labels, splits = synthetic_features(n=40, audio_dim=8, visual_dim=8, seed=0)
     video = np.eye(29, dtype=np.float32)[np.where((labels != 28).any(1), labels.min(1), 28)]
     ev = EvalConfig(seeds=(0,))
-    runs = {("aveclip", "finetuned"): evaluate_weak((audio, visual), video, labels, splits, "mlp", ev.baseline,
-                                                    TrainConfig(phases=(), epochs=2), ev, WeakConfig(), None, False)}
+    train = BaselinesConfig().train_config(TrainConfig(phases=(), epochs=2))
+    runs = {("aveclip", "finetuned"): evaluate_weak((audio, visual), video, labels, splits, "mlp", BaselineConfig(),
+                                                    train, ev, WeakConfig(), None, False)}
     write_json(weak_summary(runs, None, "SynthAVE", "protocol text"), reports / "weak.json")
     res = crossmodal_runs(audio, visual, labels, splits, CrossmodalConfig(epochs=1), (0,), progress=False)
     write_json(crossmodal_summary({"finetuned": res}, "SynthAVE", [0]), reports / "crossmodal.json")

@@ -13,7 +13,7 @@ from avelib.data.features import synthetic_features, write_features
 from avelib.models.baselines import BaselineConfig
 from avelib.models.localizer import LocalizerConfig
 from avelib.params import ParamsError, load_params, section
-from avelib.train.localizer import EvalConfig, PhaseConfig, TrainConfig, predict_arrays, train_model
+from avelib.train.localizer import BaselinesConfig, EvalConfig, PhaseConfig, TrainConfig, predict_arrays, train_model
 from avelib.train.runs import build_model, evaluate_seeds
 from avelib.train.seeding import seed_everything
 
@@ -156,8 +156,9 @@ def test_evaluate_seeds_metrics_format(data, tmp_path):
     assert on_disk["test_accuracy"] == m["test_accuracy"]
     npz = np.load(tmp_path / "out" / "predictions.npz")
     assert npz["pred_seed1"].shape == (len(s["test"]), 10) and "alpha_seed0" in npz
-    m2 = evaluate_seeds(feats, y, s, "mlp", BaselineConfig(hidden=8), FAST, EvalConfig(seeds=(0,)), progress=False)
-    assert m2["model"] == "mlp" and m2["params"]["train"]["lr"] == EvalConfig().baseline_lr
+    m2 = evaluate_seeds(feats, y, s, "mlp", BaselineConfig(hidden=8), BaselinesConfig().train_config(FAST),
+                        EvalConfig(seeds=(0,)), progress=False)
+    assert m2["model"] == "mlp" and m2["params"]["train"]["lr"] == BaselinesConfig().lr
 
 
 def test_params_yaml_sections_parse():
@@ -166,8 +167,8 @@ def test_params_yaml_sections_parse():
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     section(params, "localizer", LocalizerConfig)
     section(params, "train", TrainConfig)
-    ev = section(params, "evaluate", EvalConfig)
-    assert isinstance(ev.baseline, BaselineConfig)
+    section(params, "evaluate", EvalConfig)
+    assert isinstance(section(params, "baselines", BaselinesConfig).model, BaselineConfig)
     with pytest.raises(ParamsError):
         section({"train": {"epoch": 3}}, "train", TrainConfig)
 
@@ -178,13 +179,15 @@ def test_evaluate_variants_runs_all_models(data, tmp_path, monkeypatch):
     feats, y, s = data
     monkeypatch.setattr(L, "VARIANTS", (("aveclip", "aveclip", None), ("aveclip_audio_only", "aveclip", "audio"),
                                         ("mlp", "mlp", None)))
-    ev = EvalConfig(seeds=(0,), baseline=BaselineConfig(hidden=8))
+    ev = EvalConfig(seeds=(0,))
     tc = TrainConfig(phases=(PhaseConfig((10,), 1), PhaseConfig((10, 5, 3), 1)), batch_size=32)
-    m = L.evaluate_variants(feats, y, s, SMALL, tc, ev, out_dir=tmp_path, dataset="synthetic", progress=False)
+    m = L.evaluate_variants(feats, y, s, SMALL, tc, ev, out_dir=tmp_path, dataset="synthetic", progress=False,
+                            baselines=BaselinesConfig(lr=0.02, model=BaselineConfig(hidden=8)))
     assert set(m["variants"]) == {"aveclip", "aveclip_audio_only", "mlp"}
     assert m["test_accuracy"] == m["variants"]["aveclip"]["test_accuracy"]
     assert m["variants"]["aveclip_audio_only"]["params"]["model"]["modality"] == "audio"
     assert (tmp_path / "mlp" / "metrics.json").is_file() and (tmp_path / "metrics.json").is_file()
+    assert m["variants"]["mlp"]["params"]["train"]["lr"] == 0.02 and m["params"]["train"]["lr"] == tc.lr
 
 
 def test_evaluation_only_variant_continues_from_the_trained_run(data, tmp_path):

@@ -10,9 +10,10 @@ import torch
 from avelib.data.ave import BACKGROUND, NUM_CLASSES
 from avelib.data.features import load_classic_features, load_classic_splits, read_video_labels, synthetic_features
 from avelib.eval.tasks import weak_summary
+from avelib.models.baselines import BaselineConfig
 from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig
 from avelib.train import weak as W
-from avelib.train.localizer import EvalConfig, PhaseConfig, TrainConfig
+from avelib.train.localizer import BaselinesConfig, EvalConfig, PhaseConfig, TrainConfig
 
 TRAIN = TrainConfig(phases=(PhaseConfig((10,), 1), PhaseConfig((10, 5), 2)), threads=1)
 
@@ -105,7 +106,8 @@ def test_seed_runs_are_deterministic_resume_and_summarize(tmp_path, monkeypatch)
     monkeypatch.undo()
     fresh = W.evaluate_weak((audio, visual), video, labels, splits, "aveclip", loc, TRAIN, ev, cfg, None, False)
     assert fresh["test_accuracy"] == run["test_accuracy"]  # same seeds, same numbers
-    mlp = W.evaluate_weak((audio, visual), video, labels, splits, "mlp", ev.baseline, TRAIN, ev, cfg, None, False)
+    mlp = W.evaluate_weak((audio, visual), video, labels, splits, "mlp", BaselineConfig(),
+                          BaselinesConfig().train_config(TRAIN), ev, cfg, None, False)
     summary = weak_summary({("aveclip", "finetuned"): run, ("mlp", "finetuned"): mlp}, run, "toy", "p")
     assert [c["b"] for c in summary["comparisons"]] == ["AVE-CLIP, weak (fine-tuned towers)",
                                                         "per-second MLP, weak (fine-tuned towers)"]
@@ -120,5 +122,6 @@ def test_classic_vgg_route_trains_avel_weakly(tmp_path):
     feats = load_classic_features(tmp_path)
     splits = load_classic_splits(tmp_path)
     run = W.evaluate_weak((feats.audio, feats.visual), _video_labels(feats.labels), feats.labels, splits, "avel",
-                          EvalConfig().baseline, TRAIN, EvalConfig(seeds=(0,)), W.WeakConfig(), None, False)
+                          BaselineConfig(), BaselinesConfig().train_config(TRAIN), EvalConfig(seeds=(0,)),
+                          W.WeakConfig(), None, False)
     assert 0.0 <= run["test_accuracy"]["mean"] <= 1.0 and len(run["test_correct_seconds"][0]) == 1

@@ -38,6 +38,11 @@ class DataConfig:
     cache_dir: Path = Path("data/cache")  # segment cache written by the decode stage
 
 
+def dataset_label(data: DataConfig) -> str:
+    """How tables name the dataset a number was measured on."""
+    return "SynthAVE (embedded, procedural)" if data.dataset == "synthave" else "AVE"
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
     """params.yaml section `decode`: what the segment cache holds and how it is built."""

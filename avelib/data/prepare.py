@@ -60,8 +60,3 @@ def dataset_summary(ds: AVEDataset) -> dict[str, Any]:
         "event_lengths": dict(sorted(lengths.items(), reverse=True)),
         "background_fraction": float((ds.labels == 28).mean()),
     }
-
-
-def dataset_label(data: DataConfig) -> str:
-    """How tables name the dataset a number was measured on."""
-    return "SynthAVE (embedded, procedural)" if data.dataset == "synthave" else "AVE"

@@ -138,7 +138,6 @@ class AudioCLIPParams:
     profile: Literal["paper", "small"] = "small"  # tower sizes (see profile_config)
     checkpoint: str | None = None  # official AudioCLIP-*.pt, CLIP.pt, or ours; null = random init
     second_checkpoint: str | None = None  # ESRNXFBSP.pt when `checkpoint` is CLIP.pt
-    weights_dir: str = "data/weights"  # where avelib.data.download.fetch_weights stores release files
 
 
 class AudioCLIP(nn.Module):

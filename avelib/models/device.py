@@ -7,7 +7,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from avelib.models.audioclip import normalize_frames
 
 
 def resolve_device(name: str) -> torch.device:
@@ -30,14 +29,6 @@ def prepare_model(model: nn.Module, device: torch.device, channels_last: bool) -
     if channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     return model
-
-
-def to_images(frames_u8: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 [B,S,S,3] -> normalized float [B,3,S,S] on `device` (CLIP mean/std)."""
-    x = normalize_frames(frames_u8.to(device, non_blocking=True))  # [B,3,S,S]
-    if channels_last and device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -13,13 +13,13 @@ from typing import Any, Mapping
 
 from avelib.data.ave import load_dataset
 from avelib.data.cache import DataConfig
-from avelib.data.prepare import dataset_label
-from avelib.distributed import Shard, distributed_config, spread
+from avelib.data.cache import dataset_label
+from avelib.distributed import Shard, launch, spread
 from avelib.io import read_json, resumable_dir
 from avelib.models.localizer import LocalizerConfig
-from avelib.params import section
+from avelib.params import resolved, section, value
 from avelib.train.ablations import run_axis
-from avelib.train.localizer import EvalConfig, TrainConfig
+from avelib.train.localizer import BaselinesConfig, EvalConfig, TrainConfig
 from avelib.train.runs import evaluate_seeds, evaluate_variants
 
 
@@ -52,7 +52,7 @@ def evaluate_jobs(params: Mapping[str, Any], features_dir: str, names: list[str]
     loc, train, evaluate = localizer_configs(params)
     return evaluate_variants(features_dir, dataset.labels, dataset.splits, loc, train, evaluate, out_dir=work,
                              dataset=dataset_label(data), names=tuple(names), encoder=Path(features_dir).name,
-                             progress=progress, shard=shard)
+                             progress=progress, shard=shard, baselines=section(params, "baselines", BaselinesConfig))
 
 
 def ablation_jobs(params: Mapping[str, Any], axis: str, features_root: str, main_metrics: str, work: Path,
@@ -60,8 +60,8 @@ def ablation_jobs(params: Mapping[str, Any], axis: str, features_root: str, main
     """One ablation axis's variants in `work`."""
     data = section(params, "data", DataConfig)
     dataset = load_dataset(data.root)
-    base = {k: params[k] for k in ("localizer", "train", "evaluate")}
-    return run_axis(axis, params["ablations"][axis], base, features_root, dataset.labels, dataset.splits,
+    base = dict(zip(("localizer", "train", "evaluate"), map(resolved, localizer_configs(params))))
+    return run_axis(axis, value(params, f"ablations.{axis}"), base, features_root, dataset.labels, dataset.splits,
                     dataset_label(data), main_run=read_json(main_metrics), main_dir=Path(main_metrics).parent,
                     out_dir=work, progress=progress, shard=shard)
 
@@ -72,8 +72,7 @@ JOBS = {"train": train_jobs, "evaluate": evaluate_jobs, "ablate": ablation_jobs}
 def _run(stage: str, params: Mapping[str, Any], out_dir: str | Path, progress: bool, **arguments: Any) -> dict[str, Any]:
     """Build `out_dir` resumably: the ranks train first (if any), then this process evaluates every run."""
     with resumable_dir(out_dir, stage_record(stage, params, **arguments)) as (work, _):
-        ranks = distributed_config(params)
-        spread(ranks, ranks.localizer_nproc, stage, {"params": dict(params), **arguments, "progress": False}, work)
+        spread(launch(params, "localizer"), stage, {"params": dict(params), **arguments, "progress": False}, work)
         return JOBS[stage](params, **arguments, work=work, progress=progress)
 
 

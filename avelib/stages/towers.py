@@ -1,4 +1,4 @@
-"""Entry points of the tower stages: pretrain, finetune (stage A) and extract (stage B)."""
+"""Entry points of the tower stages fine-tuning (stage A) and extraction (stage B), from the same initial towers."""
 
 from __future__ import annotations
 
@@ -9,15 +9,12 @@ import torch
 from torch import nn
 
 from avelib.data.ave import load_dataset
-from avelib.data.cache import DecodeConfig, SegmentCache
-from avelib.data.synth import SynthConfig
-from avelib.distributed import Shard, distributed_config, spread
-from avelib.io import write_json
+from avelib.data.cache import SegmentCache
+from avelib.distributed import Shard, launch, spread
 from avelib.models.audioclip import AudioCLIPParams, build_audioclip, build_from_params
-from avelib.params import resolved, section
+from avelib.params import resolved, section, value
 from avelib.train.contrastive import FinetuneConfig, FinetuneResult, finetune, finished_result
 from avelib.train.extract import ExtractConfig, ExtractResult, encode_chunks, extract_features
-from avelib.train.pretrain import SKIPPED, PretrainConfig, pool_config, prepare_pool
 from avelib.train.seeding import seed_everything
 
 
@@ -29,28 +26,12 @@ def audioclip_params(params: Mapping[str, Any]) -> AudioCLIPParams:
 def initial_model(params: Mapping[str, Any]) -> nn.Module:
     """The towers fine-tuning starts from: the pretrained checkpoint(s) of the `audioclip` section, or
     (none given) a random init seeded with `finetune.seed`, so `frozen` features use the same weights."""
-    cfg = section(params, "finetune", FinetuneConfig)
-    seed_everything(cfg.seed)
+    seed_everything(_init_seed(params))
     return build_from_params(audioclip_params(params))
 
 
-def run_pretrain(params: Mapping[str, Any], pool_dir: str | Path, out_dir: str | Path,
-                 progress: bool = True) -> FinetuneResult | None:
-    """The pretrain stage from `synth`, `decode`, `audioclip`, `pretrain`; None when disabled."""
-    cfg = section(params, "pretrain", PretrainConfig)
-    out_dir = Path(out_dir)
-    if not cfg.enabled:
-        Path(pool_dir).mkdir(parents=True, exist_ok=True)
-        write_json({"enabled": False, "why": "pretrain.enabled is false"}, out_dir / SKIPPED)
-        return None
-    (out_dir / SKIPPED).unlink(missing_ok=True)
-    synth = pool_config(section(params, "synth", SynthConfig), cfg)
-    root, cache_dir = prepare_pool(synth, section(params, "decode", DecodeConfig), pool_dir, progress=progress)
-    dataset = load_dataset(root)
-    seed_everything(cfg.towers.seed)  # the random init of the towers
-    model = build_audioclip(audioclip_params(params).profile, None)
-    return finetune(model, SegmentCache.open(cache_dir), dataset.labels, dataset.splits, cfg.towers, out_dir,
-                    progress=progress)
+def _init_seed(params: Mapping[str, Any]) -> int:
+    return value(params, "finetune.seed", int, default=FinetuneConfig.seed)
 
 
 def _finetune_inputs(params: Mapping[str, Any], cache_dir: str | Path,
@@ -77,12 +58,12 @@ def run_finetune(params: Mapping[str, Any], cache_dir: str | Path, dataset_root:
                  out_dir: str | Path, progress: bool = True) -> FinetuneResult:
     """Stage A from `audioclip`, `finetune` (and `distributed`): load labels/splits and the cache, build the
     initial towers, fine-tune; with `distributed.finetune_nproc > 1` on that many data-parallel ranks."""
-    ranks = distributed_config(params)
-    if ranks.finetune_nproc <= 1:
+    ranks = launch(params, "finetune")
+    if ranks.nproc <= 1:
         cfg, dataset, cache, model = _finetune_inputs(params, cache_dir, dataset_root)
         return finetune(model, cache, dataset.labels, dataset.splits, cfg, out_dir, progress=progress)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    spread(ranks, ranks.finetune_nproc, "finetune", {"params": dict(params), "cache_dir": str(cache_dir),
+    spread(ranks, "finetune", {"params": dict(params), "cache_dir": str(cache_dir),
                                                      "dataset_root": str(dataset_root), "progress": False}, Path(out_dir))
     return finished_result(initial_model(params), out_dir)
 
@@ -91,10 +72,7 @@ def _extract_towers(params: Mapping[str, Any], checkpoint: str | Path | None) ->
     """The towers the extract stage encodes with, and how they were made (for the report)."""
     towers = audioclip_params(params)
     if checkpoint is None:
-        finetune_params = params.get("finetune")
-        return initial_model(params), {
-            "towers": "initial", "audioclip": resolved(towers),
-            "finetune_seed": finetune_params.get("seed", 0) if isinstance(finetune_params, Mapping) else 0}
+        return initial_model(params), {"towers": "initial", "audioclip": resolved(towers), "finetune_seed": _init_seed(params)}
     return build_audioclip(towers.profile, str(checkpoint)), {
         "towers": "finetuned", "audioclip": resolved(towers), "checkpoint": str(checkpoint)}
 
@@ -123,12 +101,12 @@ def run_extract(
     ranks encode the chunks (avelib.distributed.spread) and this process assembles the files."""
     cfg = section(params, "extract", ExtractConfig)
     model, source = _extract_towers(params, checkpoint)
-    ranks = distributed_config(params)
+    ranks = launch(params, "extract")
     arguments = {"params": dict(params), "cache_dir": str(cache_dir),
                  "checkpoint": None if checkpoint is None else str(checkpoint), "progress": False}
 
     def on_ranks(work: Path) -> None:
-        spread(ranks, ranks.extract_nproc, "extract", arguments, work)
+        spread(ranks, "extract", arguments, work)
 
     return extract_features(model, SegmentCache.open(cache_dir), cfg, out_dir, progress=progress, extra_report=source,
-                            ranks=on_ranks if ranks.extract_nproc > 1 else None)
+                            ranks=on_ranks if ranks.nproc > 1 else None)

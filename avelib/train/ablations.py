@@ -78,7 +78,7 @@ def run_axis(
     `is_full_model` marks the variant that is the full model itself. With `out_dir`, each trained
     variant keeps its seeds' checkpoints in `<out_dir>/<variant>/` (and resumes from them).
     """
-    main_configs = variant_configs({}, base, "main")
+    main_configs = variant_configs({}, base, "main run")  # not a params key: base reads are the stage's own
     runs, full, reference = {}, set(), main_run
     for name, overrides in variants.items():
         configs = variant_configs(overrides or {}, base, f"ablations.{axis}.{name}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import random
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,12 +39,18 @@ def load_torch(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e):  # a class or function in the pickle, not only tensors
-            raise ValueError(f"{path}: refused by torch.load(weights_only=True): it holds pickled objects other "
-                             "than tensors and plain containers (an unsafe or foreign file)") from None
-        raise ValueError(f"{path}: not a readable torch checkpoint (not a torch file): {e}") from None
+        asks = re.search(r"GLOBAL (\S+)", str(e))
+        if asks:  # a class or function in the pickle (an unsafe or foreign file)
+            raise ValueError(f"{path}: refused by torch.load(weights_only=True): it holds pickled objects other than "
+                             f"tensors and plain containers ({asks.group(1)}); nothing in it was run") from None
+        raise ValueError(f"{path}: not a readable torch checkpoint: torch.load(weights_only=True) refused it (a plain "
+                         "pickle or another format); nothing in it was run") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a readable torch checkpoint (truncated or another format): {e}") from None
+        raise ValueError(f"{path}: not a readable torch checkpoint (truncated or another format): {_first_line(e)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def weights_sha256(model: nn.Module) -> str:

@@ -35,7 +35,8 @@ from avelib.data.ave import BACKGROUND, NUM_SEGMENTS
 from avelib.distributed import Shard
 from avelib.eval.retrieval import retrieval_recall
 from avelib.io import read_json
-from avelib.models.device import autocast, cpu_state, prepare_model, resolve_device, to_images
+from avelib.models.device import autocast, cpu_state, prepare_model, resolve_device
+from avelib.models.images import to_images
 from avelib.models.label_tower import LabelTower
 from avelib.params import resolved
 from avelib.train.objective import contrastive_loss, lr_lambda, param_groups

@@ -23,7 +23,8 @@ from avelib.data.ave import NUM_SEGMENTS
 from avelib.data.features import FEATURE_FILES, write_features
 from avelib.distributed import Shard
 from avelib.io import atomic_path, resumable_dir, write_json
-from avelib.models.device import autocast, prepare_model, resolve_device, to_images
+from avelib.models.device import autocast, prepare_model, resolve_device
+from avelib.models.images import to_images
 from avelib.params import resolved
 from avelib.train.checkpointing import weights_sha256
 

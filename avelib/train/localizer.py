@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -57,7 +57,7 @@ class TrainConfig:
     batch_size: int = 64
     """Training videos per step (validation and test run as one batch)."""
     lr: float = 3e-3
-    """Adam learning rate (the AVE-CLIP localizer; baselines use evaluate.baseline_lr)."""
+    """Adam learning rate (the AVE-CLIP localizer; the baselines use `baselines.lr`)."""
     weight_decay: float = 1e-4
     """Adam (L2) weight decay."""
     schedule: Literal["cosine", "step", "none"] = "cosine"
@@ -92,10 +92,20 @@ class EvalConfig:
     """Candidates for the post-processing max run length L, chosen on validation."""
     visual: Literal["mean", "single"] = "mean"
     """Visual feature file: mean of K frame embeddings or the middle frame only."""
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)
-    """Sizes of the AVEL and MLP baselines."""
-    baseline_lr: float = 1e-2
+
+
+@dataclass(frozen=True)
+class BaselinesConfig:
+    """params.yaml section `baselines`: the AVEL and MLP comparison models (read by evaluate and weak)."""
+
+    lr: float = 1e-2
     """Adam lr replacing train.lr for the baselines (their LSTMs/MLP barely move at 3e-3 in 30 epochs)."""
+    model: BaselineConfig = field(default_factory=BaselineConfig)
+    """Sizes of the AVEL and MLP baselines."""
+
+    def train_config(self, train: "TrainConfig") -> "TrainConfig":
+        """The localizer's training settings with the baselines' learning rate."""
+        return replace(train, lr=self.lr)
 
 
 @dataclass

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from avelib.data.ave import BACKGROUND
-from avelib.models.device import autocast, to_images
+from avelib.models.device import autocast
+from avelib.models.images import to_images
 
 
 def event_videos(labels: np.ndarray, indices: np.ndarray, ok: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from avelib.models.baselines import AVELAttention, BaselineConfig, SegmentMLP
 from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig, localizer_checkpoint
 from avelib.params import resolved
 from avelib.train.checkpointing import LAST, save_torch
-from avelib.train.localizer import EvalConfig, TrainConfig, predict_arrays, train_model
+from avelib.train.localizer import BaselinesConfig, EvalConfig, TrainConfig, predict_arrays, train_model
 from avelib.train.seeding import seed_everything
 
 ModelKind = Literal["aveclip", "avel", "mlp"]
@@ -95,8 +95,6 @@ def evaluate_seeds(
     labels = np.asarray(labels, dtype=np.int64)  # [N,10]
     va, te = np.asarray(splits["val"]), np.asarray(splits["test"])
     out = Path(out_dir) if out_dir is not None else None
-    if model_kind != "aveclip":
-        train_cfg = dataclasses.replace(train_cfg, lr=eval_cfg.baseline_lr)
     acc, acc_raw, val_acc, chosen, epochs, seconds, histories, correct = [], [], [], [], [], [], [], []
     per_class, pr_runs, conf = [], [], np.zeros((29, 29), dtype=np.int64)
     preds: dict[str, np.ndarray] = {"test_index": te, "test_labels": labels[te]}
@@ -203,9 +201,10 @@ def evaluate_variants(
     names: tuple[str, ...] | None = None,
     encoder: str = "unknown",
     shard: Shard | None = None,
+    baselines: BaselinesConfig = BaselinesConfig(),
 ) -> dict[str, Any]:
-    """The evaluation stage: AVE-CLIP, its audio-only and visual-only variants, AVEL and the MLP
-    (`names` picks a subset of VARIANTS by name).
+    """The evaluation stage: AVE-CLIP, its audio-only and visual-only variants, and AVEL and the MLP
+    with `baselines` (their sizes and learning rate); `names` picks a subset of VARIANTS by name.
 
     Returns the AVE-CLIP metrics at the top level (the `reports/metrics.json` format) with a
     `variants` key holding every run's metrics (AVE-CLIP included) by name; each run also writes
@@ -222,9 +221,10 @@ def evaluate_variants(
             cfg: LocalizerConfig | BaselineConfig = (
                 localizer_cfg if modality is None else dataclasses.replace(localizer_cfg, modality=modality)
             )
+            train = train_cfg
         else:
-            cfg = eval_cfg.baseline
-        runs[name] = evaluate_seeds(features, labels, splits, kind, cfg, train_cfg, eval_cfg,
+            cfg, train = baselines.model, baselines.train_config(train_cfg)
+        runs[name] = evaluate_seeds(features, labels, splits, kind, cfg, train, eval_cfg,
                                     out / name if out is not None else None, dataset, progress, encoder, shard)
     combined = {**runs.get("aveclip", {}), "variants": runs}
     if out is not None and shard is None:

@@ -18,7 +18,6 @@ Selection, in the order the protocol allows:
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,7 +201,8 @@ def evaluate_weak(features: tuple[np.ndarray, np.ndarray], video_labels: np.ndar
                   splits: dict[str, Any], kind: str, model_cfg: Any, cfg: TrainConfig, eval_cfg: Any,
                   weak: WeakConfig, out_dir: str | Path | None = None, progress: bool = True,
                   shard: Shard | None = None) -> dict[str, Any]:
-    """`kind` (avelib.train.runs.build_model) trained weakly over `eval_cfg.seeds`; the run's metrics dict.
+    """`kind` (avelib.train.runs.build_model) trained weakly over `eval_cfg.seeds` with `cfg` (for the
+    baselines: `BaselinesConfig.train_config`); the run's metrics dict.
 
     Keys as in evaluate_seeds where they mean the same (test_accuracy {mean,std,per_seed}, its crossed-bootstrap
     CI, test_correct_seconds per seed and test video), plus the fixed-threshold figures, the chosen thresholds
@@ -210,8 +210,6 @@ def evaluate_weak(features: tuple[np.ndarray, np.ndarray], video_labels: np.ndar
     trained again by a rerun. With a `shard` (a torchrun rank) only its seeds are run into out_dir and {}
     is returned.
     """
-    if kind != "aveclip":
-        cfg = dataclasses.replace(cfg, lr=eval_cfg.baseline_lr)
     audio, visual = np.asarray(features[0]), np.asarray(features[1])
     records = []
     for seed in eval_cfg.seeds:

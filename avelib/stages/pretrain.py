@@ -1,0 +1,35 @@
+"""Entry point of the pretrain stage: a pretrained start for the small towers (AudioCLIP's pretraining in miniature)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from avelib.data.ave import load_dataset
+from avelib.data.cache import DecodeConfig, SegmentCache
+from avelib.data.synth import SynthConfig
+from avelib.io import write_json
+from avelib.models.audioclip import build_audioclip
+from avelib.params import section, value
+from avelib.train.contrastive import FinetuneResult, finetune
+from avelib.train.pretrain import SKIPPED, PretrainConfig, pool_config, prepare_pool
+from avelib.train.seeding import seed_everything
+
+
+def run_pretrain(params: Mapping[str, Any], pool_dir: str | Path, out_dir: str | Path,
+                 progress: bool = True) -> FinetuneResult | None:
+    """The pretrain stage from `synth`, `decode`, `audioclip`, `pretrain`; None when disabled."""
+    cfg = section(params, "pretrain", PretrainConfig)
+    out_dir = Path(out_dir)
+    if not cfg.enabled:
+        Path(pool_dir).mkdir(parents=True, exist_ok=True)
+        write_json({"enabled": False, "why": "pretrain.enabled is false"}, out_dir / SKIPPED)
+        return None
+    (out_dir / SKIPPED).unlink(missing_ok=True)
+    synth = pool_config(section(params, "synth", SynthConfig), cfg)
+    root, cache_dir = prepare_pool(synth, section(params, "decode", DecodeConfig), pool_dir, progress=progress)
+    dataset = load_dataset(root)
+    seed_everything(cfg.towers.seed)  # the random init of the towers
+    model = build_audioclip(value(params, "audioclip.profile", str), None)
+    return finetune(model, SegmentCache.open(cache_dir), dataset.labels, dataset.splits, cfg.towers, out_dir,
+                    progress=progress)
