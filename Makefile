@@ -43,7 +43,7 @@ control: install
 paper-smoke: install
 	$(PY) -m pytest -m paper_smoke -s
 
-# Download the AudioCLIP release checkpoints (real network; see README "paper setting").
+# Download the AudioCLIP release checkpoints (real network; see README "Switching to the real AVE dataset, real AudioCLIP weights and a GPU").
 weights: install
 	$(PY) -m avelib weights --cache models/pretrained
 

@@ -31,7 +31,7 @@ class PredictDefaults:
     """params.yaml section `report.predict`: own-video inference defaults."""
 
     checkpoint: str = "models/localizer/seed0/best.pt"
-    """Localizer checkpoint (design.md format)."""
+    """Localizer checkpoint (avelib.models.localizer.localizer_checkpoint format)."""
     towers: str | None = "models/finetune/best.pt"
     """AudioCLIP checkpoint the features are computed with (null: random-init towers of `audioclip_profile`, for smoke tests only)."""
     audioclip_profile: str = "small"
@@ -68,7 +68,7 @@ class LocalizerBundle:
 
 
 def load_localizer(path: str | Path, device: str | torch.device = "cpu") -> LocalizerBundle:
-    """Load a localizer checkpoint in the design.md format (`models/localizer/seed<k>/best.pt`)."""
+    """Load a localizer checkpoint (`models/localizer/seed<k>/best.pt`, written by `localizer_checkpoint`)."""
     from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig
     from avelib.params import ParamsError
 

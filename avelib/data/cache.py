@@ -1,6 +1,6 @@
 """Decode stage: a whole AVE-layout dataset -> the segment cache; and its reader.
 
-Cache layout (design.md): frames.npy uint8 [N,10,K,S,S,3], audio.npy float32 [N,10,R],
+Cache layout: frames.npy uint8 [N,10,K,S,S,3], audio.npy float32 [N,10,R],
 meta.json; rows in Annotations order. The cache is built in `<cache>.partial/` and renamed only when
 complete, so a crashed, killed or over-failing run leaves nothing that looks done; a rerun continues it.
 """

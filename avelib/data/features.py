@@ -1,6 +1,6 @@
 """Per-second feature files: our extract-stage output and the classic AVE release.
 
-Our layout (design.md): `<dir>/audio.h5`, `<dir>/visual_mean.h5`, `<dir>/visual_single.h5`, each a
+Our layout: `<dir>/audio.h5`, `<dir>/visual_mean.h5`, `<dir>/visual_single.h5`, each a
 float32 [N,10,E] array under the h5 key `avadataset`, rows in Annotations order.
 
 The classic AVE release ships `visual_feature.h5` [N,10,7,7,512] float64 (VGG19 pool5), `audio_feature.h5`

@@ -14,8 +14,8 @@ import yaml
 from avelib.eval.loaders import ReportInputError
 
 DEFAULT_PACKAGES: tuple[str, ...] = (
-    "torch", "torchvision", "torchaudio", "numpy", "av", "h5py", "einops", "torchmetrics",
-    "matplotlib", "seaborn", "dvc", "papermill", "nbconvert", "ipywidgets",
+    "torch", "numpy", "pandas", "av", "h5py", "einops", "torchmetrics",
+    "matplotlib", "dvc", "papermill", "nbconvert", "ipywidgets",
 )  # fmt: skip
 
 

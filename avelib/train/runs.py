@@ -1,6 +1,6 @@
 """Seed-averaged runs: train one model kind per seed, tune the post-processing L on validation, test.
 
-`evaluate_seeds` returns the metrics dict of `reports/metrics.json` (design.md); `evaluate_variants`
+`evaluate_seeds` returns the metrics dict of `reports/metrics.json` (keys in its docstring); `evaluate_variants`
 runs AVE-CLIP, its one-modality variants and the baselines on the same features and seeds.
 With an `out_dir`, each seed trains in `seed<k>/` and resumes from its `last.pt`
 (avelib.train.localizer.train_model): after an interruption, finished seeds are not trained again.
