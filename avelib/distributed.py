@@ -27,9 +27,9 @@ SPEC = "ranks_spec.json"
 class DistributedConfig:
     """params.yaml section `distributed`."""
 
-    localizer_nproc: int = 1
+    localizer_nproc: int = 2
     """Processes sharing the seeds of the train, evaluate, ablate and weak stages (1 = the stage's own)."""
-    extract_nproc: int = 1
+    extract_nproc: int = 2
     """Processes sharing the videos of the extract stage (1 = the stage's own); each gets its share of the threads."""
     finetune_nproc: int = 1
     """Data-parallel processes of contrastive fine-tuning: each encodes its share of every batch, the

@@ -11,6 +11,19 @@ from avelib.eval.loaders import load_ablations
 from avelib.predict import LocalizerBundle, encode_video, load_localizer
 
 
+def pipeline_root(start: str | Path | None = None) -> Path:
+    """The nearest folder at or above `start` (default: the working directory) holding dvc.yaml: a kernel
+    started in notebooks/ reads the pipeline's outputs, not a notebooks/reports that does not exist."""
+    here = Path(start or Path.cwd()).resolve()
+    return next((d for d in (here, *here.parents) if (d / "dvc.yaml").is_file()), here)
+
+
+def from_root(*paths: str | Path, root: Path | None = None) -> list[Path]:
+    """`paths` with the relative ones taken from the pipeline root."""
+    base = root or pipeline_root()
+    return [Path(p) if Path(p).is_absolute() else base / p for p in paths]
+
+
 def demo_ablations() -> dict[str, list[dict[str, Any]]]:
     """Made-up ablation results, shown by the explore notebook ONLY when ablations.json is missing."""
 

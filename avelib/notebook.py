@@ -150,16 +150,14 @@ def stage_timing(stage: str, seconds: float, executed: Path) -> dict[str, Any]:
     return {"stage": stage, "seconds": round(seconds, 2), "peak_rss_mib": round(peak_rss_mib(), 1), "cells": cells}
 
 
-def check_params(params: Mapping[str, Any]) -> None:
-    """Every section of params.yaml against its dataclass, before any stage works: an unknown key or
-    section, or a value of the wrong type, raises ParamsError naming the dotted key and what it expects."""
+def params_sections() -> dict[str, type]:
+    """Each params.yaml section and its dataclass (`ablations` aside: variants of localizer, train, evaluate)."""
     from avelib.data.cache import DataConfig, DecodeConfig
     from avelib.data.synth import SynthConfig
     from avelib.distributed import DistributedConfig
     from avelib.models.audioclip import AudioCLIPParams
     from avelib.models.localizer import LocalizerConfig
     from avelib.report import ReportConfig
-    from avelib.train.ablations import variant_configs
     from avelib.train.contrastive import FinetuneConfig
     from avelib.train.distance import CrossmodalConfig
     from avelib.train.extract import ExtractConfig
@@ -167,10 +165,18 @@ def check_params(params: Mapping[str, Any]) -> None:
     from avelib.train.pretrain import PretrainConfig
     from avelib.train.weak import WeakConfig
 
-    sections = {"data": DataConfig, "synth": SynthConfig, "decode": DecodeConfig, "audioclip": AudioCLIPParams,
-                "pretrain": PretrainConfig, "finetune": FinetuneConfig, "extract": ExtractConfig,
-                "localizer": LocalizerConfig, "train": TrainConfig, "evaluate": EvalConfig, "baselines": BaselinesConfig, "distributed": DistributedConfig, "weak": WeakConfig,
-                "crossmodal": CrossmodalConfig, "report": ReportConfig}
+    return {"data": DataConfig, "synth": SynthConfig, "decode": DecodeConfig, "audioclip": AudioCLIPParams,
+            "pretrain": PretrainConfig, "finetune": FinetuneConfig, "extract": ExtractConfig,
+            "localizer": LocalizerConfig, "train": TrainConfig, "evaluate": EvalConfig, "baselines": BaselinesConfig,
+            "distributed": DistributedConfig, "weak": WeakConfig, "crossmodal": CrossmodalConfig, "report": ReportConfig}
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Every section of params.yaml against its dataclass, before any stage works: an unknown key or
+    section, or a value of the wrong type, raises ParamsError naming the dotted key and what it expects."""
+    from avelib.train.ablations import variant_configs
+
+    sections = params_sections()
     unknown = sorted(set(params) - set(sections) - {"ablations"})
     if unknown:
         raise ParamsError(f"params: unknown section(s) {unknown}; known: {sorted([*sections, 'ablations'])}")

@@ -130,3 +130,16 @@ def test_whole_params_file_is_checked_before_any_stage_runs(tmp_path, monkeypatc
     with pytest.raises(ParamsError, match=message):
         run_stage("data", None, bad)
     assert started == []  # no notebook was started
+
+
+def test_dataclass_defaults_are_the_params_yaml_values():
+    """Defaults live once: a library caller without params.yaml gets what the pipeline runs."""
+    from avelib.notebook import params_sections
+    from avelib.params import from_dict, resolved
+
+    params = load_params(ROOT / "params.yaml")
+    differ = {}
+    for name, cls in params_sections().items():
+        file, default = resolved(from_dict(cls, params[name], name)), resolved(cls())
+        differ |= {f"{name}.{k}": (file[k], default[k]) for k in file if file[k] != default[k]}
+    assert not differ, f"params.yaml value vs dataclass default: {differ}"

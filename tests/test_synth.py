@@ -14,7 +14,7 @@ from avelib.data import ave, synth, synth_render
 from avelib.data.media import decode_video
 from avelib.params import ParamsError, section
 
-TINY = synth.SynthConfig(num_videos=10, image_size=32, fps=4, sample_rate=8000, workers=1, seed=3)
+TINY = synth.SynthConfig(num_videos=10, split_fractions=(0.8, 0.1, 0.1), image_size=32, fps=4, sample_rate=8000, workers=1, seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -69,8 +69,8 @@ KIND_EVENT, KIND_VISUAL_ONLY, KIND_AUDIO_ONLY, KIND_PLAIN = "event", "visual_onl
 class SynthConfig:
     """params.yaml section `synth`: size, media format and difficulty of SynthAVE."""
 
-    num_videos: int = 400  # number of 10-s samples
-    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)  # train/val/test fractions
+    num_videos: int = 600  # number of 10-s samples
+    split_fractions: tuple[float, ...] = (0.4, 0.1, 0.5)  # train/val/test fractions
     image_size: int = 64  # frame width = height in pixels (even)
     fps: int = 8  # video frame rate
     sample_rate: int = 16000  # audio sample rate (Hz), mono AAC
@@ -79,9 +79,9 @@ class SynthConfig:
     crf: int = 18  # x264 constant rate factor (lower = better quality)
     visual_noise: float = 6.0  # std of per-pixel Gaussian noise (0..255 scale)
     audio_noise: float = 0.02  # std of background white noise (full scale 1.0)
-    variation: float = 0.5  # within-class variation 0..1 (size, colour, pitch, loudness jitter)
-    visual_ambiguity: float = 0.3  # P(video shows colour/texture of another class of its shape group)
-    audio_ambiguity: float = 0.3  # P(video plays pitch/rhythm of another class of its timbre group)
+    variation: float = 0.3  # within-class variation 0..1 (size, colour, pitch, loudness jitter)
+    visual_ambiguity: float = 0.15  # P(video shows colour/texture of another class of its shape group)
+    audio_ambiguity: float = 0.15  # P(video plays pitch/rhythm of another class of its timbre group)
     distractor_fraction: float = 0.6  # P(background second holds a one-modality distractor)
     distractor_other_class: float = 0.5  # P(a video's distractor is of another class, else its own)
 

@@ -136,7 +136,7 @@ class AudioCLIPParams:
     """The `audioclip:` section of params.yaml."""
 
     profile: Literal["paper", "small"] = "small"  # tower sizes (see profile_config)
-    checkpoint: str | None = None  # official AudioCLIP-*.pt, CLIP.pt, or ours; null = random init
+    checkpoint: str | None = "models/pretrain/best.pt"  # ours (pretrain stage), official AudioCLIP-*.pt or CLIP.pt; null = random init
     second_checkpoint: str | None = None  # ESRNXFBSP.pt when `checkpoint` is CLIP.pt
 
 

@@ -63,11 +63,11 @@ log = logging.getLogger(__name__)
 class FinetuneConfig:
     """params.yaml section `finetune` (stage A). All values are design defaults of ours."""
 
-    epochs: int = 4
+    epochs: int = 10
     """Number of passes of the schedule (each epoch = `passes_per_epoch` shuffles of the training videos)."""
     batch_size: int = 32
     """Pairs per step, at most one second per video (larger = more negatives)."""
-    passes_per_epoch: int = 1
+    passes_per_epoch: int = 2
     """How many shuffled passes over the training videos make one epoch (each pass draws a new second/frame)."""
     max_pairs_per_epoch: int | None = None
     """Cap on the pairs of one epoch (for speed on the full dataset); null = no cap."""

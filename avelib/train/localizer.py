@@ -86,7 +86,7 @@ class TrainConfig:
 class EvalConfig:
     """params.yaml section `evaluate`."""
 
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     """Seeds trained and tested; metrics are mean +- std over them."""
     postprocess_candidates: tuple[int, ...] = (0, 1, 2, 3)
     """Candidates for the post-processing max run length L, chosen on validation."""

@@ -41,7 +41,8 @@ class PretrainConfig:
     """Train / val / test shares of the pool (its test part is unused); independent of the dataset's split."""
     pool_seed: int = 1
     """Generator seed of the pool; must differ from `synth.seed` so no video repeats the dataset's."""
-    towers: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(label_weight=1.0))
+    towers: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(
+        epochs=30, passes_per_epoch=1, lr=1e-3, logit_scale_init=14.285714, label_weight=1.0))
     """Training settings (the `finetune` keys); `seed` also seeds the random init of the towers."""
 
 
