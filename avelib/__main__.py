@@ -17,21 +17,9 @@ DEFAULT_PARAMS = "params.yaml"
 
 
 def _report(args: argparse.Namespace) -> int:
-    from avelib.io import write_json
-    from avelib.report import build_index, report_config
-    from avelib.report.environment import timings_summary
+    from avelib.report.index import report_config, write_report
 
-    cfg = report_config(args.params)
-    reports = Path(args.reports_dir or cfg.reports_dir)
-    write_json(timings_summary(reports / "timings"), reports / "timings.json")
-    out = build_index(
-        reports_dir=args.reports_dir or cfg.reports_dir,
-        params_path=args.params,
-        lock_path=args.lock,
-        out=args.out or cfg.out,
-        title=cfg.title,
-        packages=cfg.packages,
-    )
+    out = write_report(report_config(args.params), args.params, args.lock, args.reports_dir, args.out)
     print(f"wrote {out}")
     return 0
 

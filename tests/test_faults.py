@@ -270,3 +270,13 @@ def test_an_edit_reruns_only_the_stages_that_read_it(run_a, what) -> None:
         path.write_text(before)
     assert changed == expected, f"{what}: dvc status reports {sorted(changed)}, expected {sorted(expected)}"
     assert "Data and pipelines are up to date" in dvc(run_a, "status").stdout  # reverted: nothing to rerun
+
+
+def test_dvc_metrics_show_holds_every_test_accuracy(run_a) -> None:
+    shown = json.loads(dvc(run_a, "metrics", "show", "--json").stdout)
+    data = next(iter(shown.values()))["data"]["reports/headline.json"]["data"]
+    assert {"aveclip", "avel", "mlp", "aveclip_audio_only", "aveclip_visual_only"} <= set(data["main"])
+    assert set(data["ablations"]["refine"]) == {"off", "on"}  # the smoke pipeline's one axis
+    assert set(data["weak"]) == {"aveclip_finetuned"} and "learned_a2v" in data["crossmodal"]["finetuned"]
+    for row in [*data["main"].values(), *data["ablations"]["refine"].values(), *data["weak"].values()]:
+        assert 0.0 <= row["test_accuracy"] <= 1.0

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from avelib.io import atomic_path
+from avelib.eval.headline import headline
+from avelib.io import atomic_path, write_json
 from avelib.params import load_params, section
 from avelib.predict import PredictDefaults
 from avelib.report import blocks as B
@@ -109,3 +110,13 @@ def build_index(
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return out
+
+
+def write_report(cfg: ReportConfig, params_path: str | Path = "params.yaml", lock_path: str | Path = "dvc.lock",
+                 reports_dir: str | Path | None = None, out: str | Path | None = None) -> Path:
+    """The report stage: reports/timings.json, reports/headline.json (every test accuracy keyed by name, for
+    `dvc metrics`) and the index page."""
+    reports = Path(reports_dir or cfg.reports_dir)
+    write_json(timings_summary(reports / "timings"), reports / "timings.json")
+    write_json(headline(reports), reports / "headline.json")
+    return build_index(reports, params_path, lock_path, out or cfg.out, cfg.title, cfg.packages)
