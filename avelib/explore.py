@@ -24,26 +24,12 @@ def from_root(*paths: str | Path, root: Path | None = None) -> list[Path]:
     return [Path(p) if Path(p).is_absolute() else base / p for p in paths]
 
 
-def demo_ablations() -> dict[str, list[dict[str, Any]]]:
-    """Made-up ablation results, shown by the explore notebook ONLY when ablations.json is missing."""
-
-    def stat(m: float) -> dict[str, Any]:
-        return {"mean": m, "std": 0.01, "per_seed": [m - 0.01, m + 0.01]}
-
-    return {
-        "DEMO attention": [{"axis": "DEMO attention", "name": n, "params": {"localizer.attention": n}, "test_accuracy": stat(m)}
-                           for n, m in (("temporal", 0.70), ("feature", 0.66), ("both", 0.74))],
-        "DEMO windows": [{"axis": "DEMO windows", "name": n, "params": {}, "test_accuracy": stat(m)}
-                         for n, m in (("10", 0.68), ("10,5", 0.71), ("10,5,3,2", 0.74))],
-    }  # fmt: skip
-
-
 def explore_ablations(reports_dir: str | Path = "reports") -> tuple[dict[str, list[dict[str, Any]]], str]:
-    """(variants by axis, a line saying where they come from); demo values when ablations.json is missing."""
+    """(variants by axis, a line saying where they come from); no axis when ablations.json is missing."""
     path = Path(reports_dir) / "ablations.json"
     if path.is_file():
         return load_ablations(path), f"ablations from {path}"
-    return demo_ablations(), f"not available: {path} missing -> showing MADE-UP DEMO values (run the ablation stage)"
+    return {}, f"not available: {path} missing (run the pipeline: `make repro`)"
 
 
 @dataclass

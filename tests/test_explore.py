@@ -67,7 +67,14 @@ def test_launched_in_notebooks_it_shows_the_pipeline_results(tmp_path: Path) -> 
     execute_notebook(NOTEBOOK, out, {"max_videos": 2}, cwd=tmp_path / "notebooks", execution_timeout=300)
     nb = nbformat.read(out, as_version=4)
     text = _text_outputs(nb)
-    assert f"ablations from {tmp_path / 'reports' / 'ablations.json'}" in text and "MADE-UP DEMO values" not in text
+    assert f"ablations from {tmp_path / 'reports' / 'ablations.json'}" in text and "ablations.json missing" not in text
     shown = json.dumps(nb.metadata.get("widgets", {}))  # the tables live in the Output widgets' saved state
     first = real["variants"][0]
     assert f"{100 * first['test_accuracy']['mean']:.2f}" in shown, "the real ablation numbers are shown"
+
+
+def test_without_ablations_the_explorer_says_so_and_invents_nothing(tmp_path: Path) -> None:
+    from avelib.explore import explore_ablations
+
+    groups, note = explore_ablations(tmp_path)
+    assert groups == {} and note.startswith(f"not available: {tmp_path / 'ablations.json'} missing")

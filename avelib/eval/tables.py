@@ -11,7 +11,8 @@ import pandas as pd
 
 from avelib.eval.claims import FULL_MODEL, FULL_ROW, ci_text, versus_cells
 from avelib.eval.loaders import load_ablations, load_baselines, load_metrics, stage_a_text
-from avelib.eval.tasks import COMPARISON_HEADER, chance_text, ci_percent, comparison_cells, pct_text
+from avelib.eval.tasks import (COMPARISON_HEADER, CROSSMODAL_HEADER, WEAK_HEADER, comparison_cells, crossmodal_rows,
+                               weak_rows)
 from avelib.io import atomic_path, read_json
 
 AVE_TEST = "AVE test (402 videos)"
@@ -137,23 +138,13 @@ def _task_lines(reports: Path) -> list[str]:
     lines: list[str] = []
     if (reports / "weak.json").is_file():
         weak = read_json(reports / "weak.json")
-        rows = [[r["label"], pct_text(r["test_accuracy"]), ci_percent(r["test_accuracy_ci"]["ci"]),
-                 pct_text(r["test_accuracy_fixed"]), pct_text(r["val_accuracy"])] for r in weak["runs"]]
         lines += ["", f"Weakly supervised ({weak['dataset']}, video-level labels only): test segment accuracy.", ""]
-        lines += _markdown(["run", "test acc. % (mean ± std)", "95 % CI", "threshold fixed 0.5, %", "val acc. %"], rows)
+        lines += _markdown(WEAK_HEADER, weak_rows(weak))
         lines += [""] + _comparison_rows(weak["comparisons"])
     if (reports / "crossmodal.json").is_file():
         cm = read_json(reports / "crossmodal.json")
-        rows = []
-        for enc, res in cm["encoders"].items():
-            for method in ("zero_shot", "learned"):
-                if res[method] is not None:
-                    rows.append([f"{method} ({enc})", *(t for d in ("a2v", "v2a") for t in (
-                        pct_text(res[method][d]["accuracy"]), ci_percent(res[method][d]["ci"])))])
-            chance = chance_text(res)
-            rows.append([f"chance, exact ({res['videos']} videos)", chance, "—", chance, "—"])
         lines += ["", f"Cross-modality localization ({cm['dataset']}): exact-start accuracy.", ""]
-        lines += _markdown(["method (towers)", "A2V %", "95 % CI", "V2A %", "95 % CI"], rows)
+        lines += _markdown(CROSSMODAL_HEADER, crossmodal_rows(cm))
         lines += [""] + _comparison_rows(cm["comparisons"])
     return lines
 

@@ -8,7 +8,8 @@ from typing import Any, Mapping, Sequence
 
 from avelib.eval.loaders import ReportInputError, read_mapping
 from avelib.eval.tables import PUBLISHED_CROSSMODAL, PUBLISHED_WEAK
-from avelib.eval.tasks import COMPARISON_HEADER, chance_text, ci_percent, comparison_cells, pct_text
+from avelib.eval.tasks import (COMPARISON_HEADER, CROSSMODAL_HEADER, WEAK_HEADER, comparison_cells, crossmodal_rows,
+                               weak_rows)
 from avelib.report import blocks as B
 from avelib.report.blocks import Block
 from avelib.viz.report import figure_to_data_uri
@@ -43,21 +44,13 @@ def weak(reports: Path) -> list[Block]:
     data = _load(path, ("runs", "comparisons", "dataset"))
     if data is None:
         return [B.missing(path)]
-    header = ["method", "dataset", "source", "test acc. (%)", "95 % CI", "fixed 0.5: test acc. (%)", "95 % CI",
-              "val acc. (%)", "video acc. (%)"]
-    rows: list[list[B.Cell]] = []
-    if data.get("supervised"):
-        s = data["supervised"]
-        rows.append(["AVE-CLIP, supervised (for reference)", data["dataset"], "this run", pct_text(s["test_accuracy"]),
-                     ci_percent(s["test_accuracy_ci"]["ci"]), "—", "—", "—", "—"])
-    for r in data["runs"]:
-        rows.append([B.cell(r["label"], bold=r["model"] == "aveclip"), r["dataset"], "this run", pct_text(r["test_accuracy"]),
-                     ci_percent(r["test_accuracy_ci"]["ci"]), pct_text(r["test_accuracy_fixed"]), ci_percent(r["test_accuracy_fixed_ci"]["ci"]),
-                     pct_text(r["val_accuracy"]), pct_text(r["test_video_accuracy"])])
-    for p in PUBLISHED_WEAK:
-        rows.append([B.cell(p["method"], note=f"[{p['features']}]"), p["dataset"], f"published ({p['venue']}): {p['note']}",
-                     "—" if p["accuracy"] is None else f"{p['accuracy']:.1f}", "—", "—", "—", "—", "—"])
-    out = [B.text(WEAK_CAPTION, "cap"), B.text(str(data.get("protocol", ""))), B.table(header, rows, id="weak-table"),
+    ours: list[list[B.Cell]] = [[B.cell(r[0], bold=r[0].startswith("AVE-CLIP, weak")), *r[1:]] for r in weak_rows(data)]
+    published: list[list[B.Cell]] = [
+        [B.cell(f"{p['method']}, published ({p['venue']})", note=f"[{p['features']}; {p['dataset']}] {p['note']}"),
+         "—" if p["accuracy"] is None else f"{p['accuracy']:.1f}", "—", "—", "—", "—", "—"] for p in PUBLISHED_WEAK]
+    caption = WEAK_CAPTION + f" Our runs: {data['dataset']}."
+    out = [B.text(caption, "cap"), B.text(str(data.get("protocol", ""))),
+           B.table(WEAK_HEADER, ours + published, id="weak-table"),
            B.heading("Paired comparisons", "weak-comparisons"), comparison_table(data["comparisons"])]
     ex = data.get("example")
     if ex:
@@ -66,38 +59,18 @@ def weak(reports: Path) -> list[Block]:
     return out
 
 
-def _direction_rows(encoder: str, res: Mapping[str, Any]) -> list[list[B.Cell]]:
-    rows = []
-    for method in ("zero_shot", "learned"):
-        if res.get(method) is None:
-            why = ("not available: no test video with a 1-9 s event" if not res["videos"]
-                   else "not applicable: the two embeddings differ in size")
-            rows.append([f"{method.replace('_', '-')} ({encoder})", why, "—", "—", "—"])
-            continue
-        a2v, v2a = res[method]["a2v"], res[method]["v2a"]
-        rows.append([f"{method.replace('_', '-')} ({encoder})", pct_text(a2v["accuracy"]), ci_percent(a2v["ci"]),
-                     pct_text(v2a["accuracy"]), ci_percent(v2a["ci"])])
-    return rows
-
-
 def crossmodal(reports: Path) -> list[Block]:
     """A2V / V2A per encoder and method, exact chance, published entries, comparisons, one similarity map."""
     path = reports / "crossmodal.json"
     data = _load(path, ("encoders", "comparisons", "dataset"))
     if data is None:
         return [B.missing(path)]
-    rows: list[list[B.Cell]] = []
-    for enc, res in data["encoders"].items():
-        rows += _direction_rows(enc, res)
-    first = next(iter(data["encoders"].values()), None)
-    if first is not None:
-        chance = chance_text(first) + (" (exact)" if first["chance"] else "")
-        rows.append([f"chance ({first['videos']} test videos)", chance, "—", chance, "—"])
+    rows: list[list[B.Cell]] = [*crossmodal_rows(data)]
     for p in PUBLISHED_CROSSMODAL:
         rows.append([B.cell(f"{p['method']}, published ({p['venue']})", note=f"[{p['features']}; {p['dataset']}] {p['note']}"),
                      "—" if p["a2v"] is None else f"{p['a2v']:.1f}", "—", "—" if p["v2a"] is None else f"{p['v2a']:.1f}", "—"])
-    header = ["method (towers)", "A2V acc. (%)", "95 % CI", "V2A acc. (%)", "95 % CI"]
-    out = [B.text(CROSSMODAL_CAPTION + f" Dataset: {data['dataset']}.", "cap"), B.table(header, rows, id="crossmodal-table"),
+    out = [B.text(CROSSMODAL_CAPTION + f" Dataset: {data['dataset']}.", "cap"),
+           B.table(CROSSMODAL_HEADER, rows, id="crossmodal-table"),
            B.heading("Paired comparisons", "crossmodal-comparisons"), comparison_table(data["comparisons"])]
     ex = next((r["example"] for r in data["encoders"].values() if r.get("example")), None)
     if ex:
