@@ -38,10 +38,10 @@ PUBLIC_API: dict[str, str] = {
     "TrainConfig": "avelib.train.localizer",
     "EvalConfig": "avelib.train.localizer",
     "train_model": "avelib.train.localizer",
-    "evaluate_seeds": "avelib.train.runs",
-    "evaluate_variants": "avelib.train.runs",
+    "train_seeds": "avelib.train.runs",
+    "train_variants": "avelib.train.runs",
     "segment_accuracy": "avelib.eval.metrics",
-    "evaluate_weak": "avelib.train.weak",
+    "train_weak_seeds": "avelib.train.weak",
     "crossmodal_runs": "avelib.train.distance",
     # the stages, own videos, the report
     "run_pretrain": "avelib.stages.pretrain",

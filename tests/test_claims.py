@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(level: float, seed: int) -> dict:
-    """A metrics dict as evaluate_seeds writes it: 3 seeds x 50 test videos."""
+    """A metrics dict as train_seeds writes it: 3 seeds x 50 test videos."""
     rng = np.random.default_rng(seed)
     correct = np.clip(np.round(10 * level + 1.5 * rng.standard_normal((3, 50))), 0, 10).astype(int)
     acc = [float(c.sum() / 500) for c in correct]

@@ -157,7 +157,7 @@ KILLS: dict[str, tuple[Callable[[Path], bool], str, list[str]]] = {
 
 
 def _executed_text(work: Path, stage: str) -> str:
-    name = {"ablate@refine": "06_ablation_refine"}.get(stage) or next(
+    name = {"ablate@refine": "08_ablation_refine"}.get(stage) or next(
         p.stem for p in (work / "notebooks").glob("*.ipynb") if p.stem.partition("_")[2] == stage)
     nb = json.loads((work / "reports/notebooks" / f"{name}.ipynb").read_text())
     return "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
@@ -238,9 +238,9 @@ def test_same_seed_same_features_in_two_fresh_directories(run_a, run_c) -> None:
 # one edit per layer and per params group -> exactly the stages `dvc status` must report (smoke: one axis, refine)
 COMMENT = "\n# an edit that changes no behaviour\n"
 RERUNS: dict[str, tuple[str, set[str]]] = {
-    "avelib/models/localizer.py": ("file", {"train", "evaluate", "ablate@refine", "ablations", "weak", "report"}),
-    "avelib/models/audioclip.py": ("file", {"data", "pretrain", "finetune", "extract", "ablations", "report"}),
-    "avelib/report/index.py": ("file", {"ablations", "report"}),  # 07_ablations shows the report's table
+    "avelib/models/localizer.py": ("file", {"train", "evaluate", "ablate@refine", "ablation_table", "weak", "report"}),
+    "avelib/models/audioclip.py": ("file", {"data", "pretrain", "finetune", "extract", "ablation_table", "report"}),
+    "avelib/report/index.py": ("file", {"ablation_table", "report"}),  # 09_ablation_table shows the report's table
     "localizer.hidden": ("param", {"train", "evaluate", "ablate@refine", "weak"}),
     "baselines.lr": ("param", {"evaluate", "weak"}),
     "finetune.lr": ("param", {"finetune"}),  # extract reads finetune.seed only

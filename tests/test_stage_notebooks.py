@@ -74,7 +74,7 @@ def _check_reads(entry: pipeline.Stage, item: str | None, record: Path) -> None:
     assert not unread, f"stage {entry.name} lists params keys it never reads: {unread}"
 
 
-def test_01_data_and_decode(work: Path):
+def test_data_and_decode(work: Path):
     nb = _run("data", work)
     assert any(o.get("data", {}).get("image/png") for c in nb["cells"] for o in c.get("outputs", []))
     _run("decode", work)
@@ -82,7 +82,7 @@ def test_01_data_and_decode(work: Path):
     assert len(meta["video_ids"]) == 20 and all(meta["ok"])
 
 
-def test_02_pretrain_finetune_and_03_extract(work: Path):
+def test_pretrain_finetune_and_extract(work: Path):
     _run("pretrain", work)
     assert (work / "models" / "pretrain" / "best.pt").is_file()
     _run("finetune", work)
@@ -93,7 +93,7 @@ def test_02_pretrain_finetune_and_03_extract(work: Path):
             "audio.h5", "visual_mean.h5", "visual_single.h5"}
 
 
-def test_04_train_and_05_evaluate(work: Path):
+def test_train_and_evaluate(work: Path):
     _run("train", work)
     assert (work / "models" / "localizer" / "seed1" / "best.pt").is_file()
     assert not (work / "models" / "localizer.partial").exists()  # committed whole
@@ -107,15 +107,15 @@ def test_04_train_and_05_evaluate(work: Path):
         "aveclip_audio_only", "aveclip_visual_only", "avel", "mlp"}
 
 
-def test_06_ablation_and_07_summary(work: Path):
+def test_ablate_and_ablation_table(work: Path):
     _run("ablate", work, item="encoder")
-    _run("ablations", work)
+    _run("ablation_table", work)
     variants = read_json(work / "reports" / "ablations.json")["variants"]
     assert [(v["axis"], v["name"]) for v in variants] == [("encoder", "frozen"), ("encoder", "finetuned")]
     assert all(len(v["test_accuracy"]["per_seed"]) == 2 for v in variants)
 
 
-def test_08_weak_and_09_crossmodal(work: Path):
+def test_weak_and_crossmodal(work: Path):
     _run("weak", work, params="params_one_seed.yaml")
     weak = read_json(work / "reports" / "weak.json")
     assert {(r["model"], r["encoder"]) for r in weak["runs"]} == {

@@ -14,7 +14,7 @@ from avelib.models.baselines import BaselineConfig
 from avelib.models.localizer import LocalizerConfig
 from avelib.params import ParamsError, load_params, section
 from avelib.train.localizer import BaselinesConfig, EvalConfig, PhaseConfig, TrainConfig, predict_arrays, train_model
-from avelib.train.runs import build_model, evaluate_seeds
+from avelib.train.runs import build_model, train_seeds
 from avelib.train.seeding import seed_everything
 
 SMALL = LocalizerConfig(hidden=16, heads=2, windows=(10, 5, 3))
@@ -144,7 +144,7 @@ def test_evaluate_seeds_metrics_format(data, tmp_path):
     write_features(fdir / "audio.h5", feats[0])
     write_features(fdir / "visual_mean.h5", feats[1])
     ev = EvalConfig(seeds=(0, 1), postprocess_candidates=(0, 1, 2))
-    m = evaluate_seeds(fdir, y, s, "aveclip", SMALL, FAST, ev, out_dir=tmp_path / "out", dataset="synthetic", progress=False)
+    m = train_seeds(fdir, y, s, "aveclip", SMALL, FAST, ev, out_dir=tmp_path / "out", dataset="synthetic", progress=False)
     assert m["dataset"] == "synthetic"
     for key in ("test_accuracy", "test_accuracy_no_postprocess", "val_accuracy"):
         assert set(m[key]) == {"mean", "std", "per_seed"} and len(m[key]["per_seed"]) == 2
@@ -156,7 +156,7 @@ def test_evaluate_seeds_metrics_format(data, tmp_path):
     assert on_disk["test_accuracy"] == m["test_accuracy"]
     npz = np.load(tmp_path / "out" / "predictions.npz")
     assert npz["pred_seed1"].shape == (len(s["test"]), 10) and "alpha_seed0" in npz
-    m2 = evaluate_seeds(feats, y, s, "mlp", BaselineConfig(hidden=8), BaselinesConfig().train_config(FAST),
+    m2 = train_seeds(feats, y, s, "mlp", BaselineConfig(hidden=8), BaselinesConfig().train_config(FAST),
                         EvalConfig(seeds=(0,)), progress=False)
     assert m2["model"] == "mlp" and m2["params"]["train"]["lr"] == BaselinesConfig().lr
 
@@ -181,7 +181,7 @@ def test_evaluate_variants_runs_all_models(data, tmp_path, monkeypatch):
                                         ("mlp", "mlp", None)))
     ev = EvalConfig(seeds=(0,))
     tc = TrainConfig(phases=(PhaseConfig((10,), 1), PhaseConfig((10, 5, 3), 1)), batch_size=32)
-    m = L.evaluate_variants(feats, y, s, SMALL, tc, ev, out_dir=tmp_path, dataset="synthetic", progress=False,
+    m = L.train_variants(feats, y, s, SMALL, tc, ev, out_dir=tmp_path, dataset="synthetic", progress=False,
                             baselines=BaselinesConfig(lr=0.02, model=BaselineConfig(hidden=8)))
     assert set(m["variants"]) == {"aveclip", "aveclip_audio_only", "mlp"}
     assert m["test_accuracy"] == m["variants"]["aveclip"]["test_accuracy"]
@@ -197,10 +197,10 @@ def test_evaluation_only_variant_continues_from_the_trained_run(data, tmp_path):
 
     feats, y, s = data
     main_ev = EvalConfig(seeds=(0, 1), postprocess_candidates=(0, 1, 2))
-    main = evaluate_seeds(feats, y, s, "aveclip", SMALL, FAST, main_ev, out_dir=tmp_path / "main", progress=False)
+    main = train_seeds(feats, y, s, "aveclip", SMALL, FAST, main_ev, out_dir=tmp_path / "main", progress=False)
     off = dataclasses.replace(main_ev, postprocess_candidates=(0,))
-    fresh = evaluate_seeds(feats, y, s, "aveclip", SMALL, FAST, off, out_dir=tmp_path / "fresh", progress=False)
-    reused = evaluate_seeds(feats, y, s, "aveclip", SMALL, FAST, off, out_dir=tmp_path / "reused", progress=False,
+    fresh = train_seeds(feats, y, s, "aveclip", SMALL, FAST, off, out_dir=tmp_path / "fresh", progress=False)
+    reused = train_seeds(feats, y, s, "aveclip", SMALL, FAST, off, out_dir=tmp_path / "reused", progress=False,
                             trained=tmp_path / "main")
     assert reused["test_accuracy"] == fresh["test_accuracy"] and reused["chosen_max_len"] == [0, 0]
     assert reused["test_correct_seconds"] == fresh["test_correct_seconds"]
@@ -212,5 +212,5 @@ def test_evaluation_only_variant_continues_from_the_trained_run(data, tmp_path):
     assert not same_training(variant_configs({"evaluate": {"visual": "single"}}, base, "single"), full)
     assert not same_training(variant_configs({"localizer": {"refine": False}}, base, "refine"), full)
     with pytest.raises(FileNotFoundError, match="no resume point"):
-        evaluate_seeds(feats, y, s, "aveclip", SMALL, FAST, off, out_dir=tmp_path / "x", progress=False,
+        train_seeds(feats, y, s, "aveclip", SMALL, FAST, off, out_dir=tmp_path / "x", progress=False,
                        trained=tmp_path / "nowhere")

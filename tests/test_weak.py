@@ -92,7 +92,7 @@ def test_seed_runs_are_deterministic_resume_and_summarize(tmp_path, monkeypatch)
     ev = EvalConfig(seeds=(0, 1))
     cfg = W.WeakConfig(thresholds=(0.3, 0.5, 0.7))
     loc = LocalizerConfig(hidden=16, heads=2)
-    run = W.evaluate_weak((audio, visual), video, labels, splits, "aveclip", loc, TRAIN, ev, cfg, tmp_path / "w", False)
+    run = W.train_weak_seeds((audio, visual), video, labels, splits, "aveclip", loc, TRAIN, ev, cfg, tmp_path / "w", False)
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["seed0.json", "seed1.json"]
     assert all(t in (0.3, 0.5, 0.7) for t in run["chosen_threshold"])
     assert np.asarray(run["test_correct_seconds"]).shape == (2, len(splits["test"]))
@@ -101,12 +101,12 @@ def test_seed_runs_are_deterministic_resume_and_summarize(tmp_path, monkeypatch)
         raise AssertionError("a finished seed was trained again")
 
     monkeypatch.setattr(W, "train_weak", no_training)
-    again = W.evaluate_weak((audio, visual), video, labels, splits, "aveclip", loc, TRAIN, ev, cfg, tmp_path / "w", False)
+    again = W.train_weak_seeds((audio, visual), video, labels, splits, "aveclip", loc, TRAIN, ev, cfg, tmp_path / "w", False)
     assert again == run
     monkeypatch.undo()
-    fresh = W.evaluate_weak((audio, visual), video, labels, splits, "aveclip", loc, TRAIN, ev, cfg, None, False)
+    fresh = W.train_weak_seeds((audio, visual), video, labels, splits, "aveclip", loc, TRAIN, ev, cfg, None, False)
     assert fresh["test_accuracy"] == run["test_accuracy"]  # same seeds, same numbers
-    mlp = W.evaluate_weak((audio, visual), video, labels, splits, "mlp", BaselineConfig(),
+    mlp = W.train_weak_seeds((audio, visual), video, labels, splits, "mlp", BaselineConfig(),
                           BaselinesConfig().train_config(TRAIN), ev, cfg, None, False)
     summary = weak_summary({("aveclip", "finetuned"): run, ("mlp", "finetuned"): mlp}, run, "toy", "p")
     assert [c["b"] for c in summary["comparisons"]] == ["AVE-CLIP, weak (fine-tuned towers)",
@@ -121,7 +121,7 @@ def test_classic_vgg_route_trains_avel_weakly(tmp_path):
     _write_classic(tmp_path, n=5)
     feats = load_classic_features(tmp_path)
     splits = load_classic_splits(tmp_path)
-    run = W.evaluate_weak((feats.audio, feats.visual), _video_labels(feats.labels), feats.labels, splits, "avel",
+    run = W.train_weak_seeds((feats.audio, feats.visual), _video_labels(feats.labels), feats.labels, splits, "avel",
                           BaselineConfig(), BaselinesConfig().train_config(TRAIN), EvalConfig(seeds=(0,)),
                           W.WeakConfig(), None, False)
     assert 0.0 <= run["test_accuracy"]["mean"] <= 1.0 and len(run["test_correct_seconds"][0]) == 1

@@ -90,7 +90,7 @@ def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDEN
 
 
 def run_scores(run: Mapping[str, Any]) -> np.ndarray:
-    """The [S,N] test scores of a metrics dict of `evaluate_seeds` (its `test_correct_seconds`)."""
+    """The [S,N] test scores of a metrics dict of `train_seeds` (its `test_correct_seconds`)."""
     if "test_correct_seconds" not in run:
         raise KeyError("metrics without 'test_correct_seconds' (made before per-video scores were stored); rerun the stage")
     return per_video_accuracy(run["test_correct_seconds"])

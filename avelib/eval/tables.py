@@ -53,7 +53,7 @@ def results_table(
     features: Mapping[str, str] | None = None,
     include_published: bool = True,
 ) -> pd.DataFrame:
-    """One row per run of ours (name -> metrics dict of evaluate_seeds), then the published rows.
+    """One row per run of ours (name -> metrics dict of train_seeds), then the published rows.
 
     Accuracies in %; our rows show mean, std over seeds and the accuracy without post-processing;
     published rows leave those "not available". Every row names its dataset, so numbers measured on

@@ -68,7 +68,7 @@ def weak_comparisons(runs: Mapping[tuple[str, str], Mapping[str, Any]],
 
 def weak_summary(runs: Mapping[tuple[str, str], Mapping[str, Any]], supervised: Mapping[str, Any] | None,
                  dataset: str, protocol: str) -> dict[str, Any]:
-    """`reports/weak.json` from the runs keyed (model, encoder) (avelib.train.weak.evaluate_weak)."""
+    """`reports/weak.json` from the runs keyed (model, encoder) (avelib.train.weak.train_weak_seeds)."""
     rows = [{"label": weak_label(m, e), "model": m, "encoder": e, "dataset": dataset,
              **{k: run[k] for k in ("test_accuracy", "test_accuracy_ci", "test_accuracy_fixed", "test_accuracy_fixed_ci",
                                     "val_accuracy", "test_video_accuracy", "chosen_threshold", "best_epoch", "pool",

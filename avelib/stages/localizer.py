@@ -20,7 +20,7 @@ from avelib.models.localizer import LocalizerConfig
 from avelib.params import resolved, section, value
 from avelib.train.ablations import run_axis
 from avelib.train.localizer import BaselinesConfig, EvalConfig, TrainConfig
-from avelib.train.runs import evaluate_seeds, evaluate_variants
+from avelib.train.runs import train_seeds, train_variants
 
 
 def localizer_configs(params: Mapping[str, Any]) -> tuple[LocalizerConfig, TrainConfig, EvalConfig]:
@@ -40,7 +40,7 @@ def train_jobs(params: Mapping[str, Any], features_dir: str, work: Path, shard: 
     data = section(params, "data", DataConfig)
     dataset = load_dataset(data.root)
     loc, train, evaluate = localizer_configs(params)
-    return evaluate_seeds(features_dir, dataset.labels, dataset.splits, "aveclip", loc, train, evaluate, out_dir=work,
+    return train_seeds(features_dir, dataset.labels, dataset.splits, "aveclip", loc, train, evaluate, out_dir=work,
                           dataset=dataset_label(data), encoder=Path(features_dir).name, progress=progress, shard=shard)
 
 
@@ -50,7 +50,7 @@ def evaluate_jobs(params: Mapping[str, Any], features_dir: str, names: list[str]
     data = section(params, "data", DataConfig)
     dataset = load_dataset(data.root)
     loc, train, evaluate = localizer_configs(params)
-    return evaluate_variants(features_dir, dataset.labels, dataset.splits, loc, train, evaluate, out_dir=work,
+    return train_variants(features_dir, dataset.labels, dataset.splits, loc, train, evaluate, out_dir=work,
                              dataset=dataset_label(data), names=tuple(names), encoder=Path(features_dir).name,
                              progress=progress, shard=shard, baselines=section(params, "baselines", BaselinesConfig))
 

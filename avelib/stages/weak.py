@@ -19,7 +19,7 @@ from avelib.io import read_json, resumable_dir
 from avelib.params import section
 from avelib.stages.localizer import localizer_configs, stage_record
 from avelib.train.localizer import BaselinesConfig
-from avelib.train.weak import FIXED_THRESHOLD, WeakConfig, evaluate_weak
+from avelib.train.weak import FIXED_THRESHOLD, WeakConfig, train_weak_seeds
 
 WEAK_PROTOCOL = (
     "Training reads video-level labels only (mil_labels.h5: the video's category). The epoch is kept by the "
@@ -42,7 +42,7 @@ def weak_jobs(params: Mapping[str, Any], features_root: str, work: Path, shard: 
         features = load_feature_set(Path(features_root) / enc, visual=evaluate.visual)
         for kind in weak.models:
             cfg, tc = (loc, train) if kind == "aveclip" else (baselines.model, baselines.train_config(train))
-            runs[(kind, enc)] = evaluate_weak(features, videos, dataset.labels, dataset.splits, kind, cfg, tc, evaluate,
+            runs[(kind, enc)] = train_weak_seeds(features, videos, dataset.labels, dataset.splits, kind, cfg, tc, evaluate,
                                               weak, out_dir=work / kind / enc, progress=progress, shard=shard)
     return runs
 

@@ -20,7 +20,7 @@ from avelib.io import read_json, write_json
 from avelib.models.localizer import LocalizerConfig
 from avelib.params import ParamsError, from_dict
 from avelib.train.localizer import EvalConfig, PhaseConfig, TrainConfig
-from avelib.train.runs import evaluate_seeds
+from avelib.train.runs import train_seeds
 
 VARIANT_KEYS = ("features", "localizer", "train", "evaluate")
 
@@ -89,7 +89,7 @@ def run_axis(
             runs[name] = main_run
         else:
             trained = main_dir if main_dir is not None and same_training(configs, main_configs) else None
-            runs[name] = evaluate_seeds(Path(features_root) / features, labels, dict(splits), "aveclip", loc, train,
+            runs[name] = train_seeds(Path(features_root) / features, labels, dict(splits), "aveclip", loc, train,
                                         evaluate, out_dir=Path(out_dir) / name if out_dir is not None else None,
                                         dataset=dataset, progress=progress, encoder=features, shard=shard,
                                         trained=trained)

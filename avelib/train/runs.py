@@ -1,6 +1,6 @@
 """Seed-averaged runs: train one model kind per seed, tune the post-processing L on validation, test.
 
-`evaluate_seeds` returns the metrics dict of `reports/metrics.json` (keys in its docstring); `evaluate_variants`
+`train_seeds` returns the metrics dict of `reports/metrics.json` (keys in its docstring); `train_variants`
 runs AVE-CLIP, its one-modality variants and the baselines on the same features and seeds.
 With an `out_dir`, each seed trains in `seed<k>/` and resumes from its `last.pt`
 (avelib.train.localizer.train_model): after an interruption, finished seeds are not trained again.
@@ -57,7 +57,7 @@ def build_model(
     raise ValueError(f"unknown model kind {kind!r}; expected aveclip, avel or mlp")
 
 
-def evaluate_seeds(
+def train_seeds(
     features: str | Path | tuple[Any, Any],
     labels: Any,
     splits: dict[str, Any],
@@ -188,7 +188,7 @@ VARIANTS: tuple[tuple[str, ModelKind, str | None], ...] = (
 )
 
 
-def evaluate_variants(
+def train_variants(
     features: str | Path | tuple[Any, Any],
     labels: Any,
     splits: dict[str, Any],
@@ -224,7 +224,7 @@ def evaluate_variants(
             train = train_cfg
         else:
             cfg, train = baselines.model, baselines.train_config(train_cfg)
-        runs[name] = evaluate_seeds(features, labels, splits, kind, cfg, train, eval_cfg,
+        runs[name] = train_seeds(features, labels, splits, kind, cfg, train, eval_cfg,
                                     out / name if out is not None else None, dataset, progress, encoder, shard)
     combined = {**runs.get("aveclip", {}), "variants": runs}
     if out is not None and shard is None:

@@ -197,14 +197,14 @@ def weak_seed_run(model: torch.nn.Module, features: tuple[np.ndarray, np.ndarray
             "test_class": cls.tolist(), "test_probability": np.round(prob, 5).tolist(), "history": res.history}
 
 
-def evaluate_weak(features: tuple[np.ndarray, np.ndarray], video_labels: np.ndarray, labels: np.ndarray,
+def train_weak_seeds(features: tuple[np.ndarray, np.ndarray], video_labels: np.ndarray, labels: np.ndarray,
                   splits: dict[str, Any], kind: str, model_cfg: Any, cfg: TrainConfig, eval_cfg: Any,
                   weak: WeakConfig, out_dir: str | Path | None = None, progress: bool = True,
                   shard: Shard | None = None) -> dict[str, Any]:
     """`kind` (avelib.train.runs.build_model) trained weakly over `eval_cfg.seeds` with `cfg` (for the
     baselines: `BaselinesConfig.train_config`); the run's metrics dict.
 
-    Keys as in evaluate_seeds where they mean the same (test_accuracy {mean,std,per_seed}, its crossed-bootstrap
+    Keys as in train_seeds where they mean the same (test_accuracy {mean,std,per_seed}, its crossed-bootstrap
     CI, test_correct_seconds per seed and test video), plus the fixed-threshold figures, the chosen thresholds
     and test video-level accuracy. With `out_dir`, each finished seed is kept in `seed<k>.json` and not
     trained again by a rerun. With a `shard` (a torchrun rank) only its seeds are run into out_dir and {}
