@@ -82,6 +82,30 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_predict)
 
 
+def _compare_runs(args: argparse.Namespace) -> int:
+    from avelib.eval.compare import committed_reports, compare_runs
+
+    reference = Path(args.reference) if Path(args.reference).is_dir() else committed_reports(args.reference)
+    rows, lines = compare_runs(reference, args.this)
+    print("\n".join(lines))
+    changed = [r.name for r in rows if isinstance(r.reference, str) and not r.same]
+    return 1 if changed else 0
+
+
+def add_compare_runs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare-runs",
+        help="this run's numbers and verdicts against a reference run (exit 1 when a verdict changed)",
+        description="For every number of the result files: the reference value, this run's, the difference and "
+        "whether it lies inside the reference's 95 % CI; for every paired comparison whether the verdict is the "
+        "same. Exit 1 when a verdict changed.",
+    )
+    p.add_argument("reference", nargs="?", default="HEAD",
+                   help="a reports folder, or a git commit whose reports/ is the reference (default: %(default)s)")
+    p.add_argument("--this", type=Path, default=Path("reports"), help="this run's reports folder (default: %(default)s)")
+    p.set_defaults(func=_compare_runs)
+
+
 def _plots_template(args: argparse.Namespace) -> int:
     from avelib.plots import write_template
 
@@ -172,7 +196,8 @@ def add_dvc_yaml(sub: argparse._SubParsersAction) -> None:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_stage, add_dvc_yaml, add_predict, add_report, add_readme_tables, add_plots_template, add_weights, add_fixtures
+    add_stage, add_dvc_yaml, add_predict, add_report, add_readme_tables, add_compare_runs, add_plots_template,
+    add_weights, add_fixtures,
 ]
 
 

@@ -1,0 +1,109 @@
+"""Another run against a reference: is every number inside the reference's 95 % CI, is every verdict the same?
+
+Both runs are read through their headline numbers (avelib.eval.headline): each accuracy with its CI,
+each paired difference with its CI and verdict. A number "holds" when this run's value lies inside
+the reference run's CI; a verdict "holds" when it reads the same. Same machine and threads give the
+same bytes; another machine is held to these two checks (README "Same numbers on every machine").
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from avelib.eval.headline import headline
+
+RESULT_FILES = ("metrics.json", "baselines.json", "ablations.json", "weak.json", "crossmodal.json")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One number or verdict of the reference run and this run."""
+
+    name: str
+    reference: Any
+    this: Any
+    inside_ci: bool | None  # numbers with a reference CI; None otherwise
+    same: bool  # verdicts: the same text; numbers: inside the CI (or equal where there is no CI)
+
+
+def _leaves(node: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The rows of a headline dict: the innermost mappings, by their dotted names."""
+    for key, value in node.items():
+        if isinstance(value, Mapping) and any(isinstance(v, Mapping) for v in value.values()):
+            yield from _leaves(value, f"{prefix}{key}.")
+        elif isinstance(value, Mapping):
+            yield f"{prefix}{key}", value
+
+
+def _ci_pairs(row: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Value key -> its (low, high) keys in a headline row."""
+    pairs = {}
+    for key in row:
+        if key.endswith("ci_low"):
+            value = key[: -len("ci_low")].rstrip("_") or "test_accuracy"
+            pairs[value] = (key, key.replace("ci_low", "ci_high"))
+    return pairs
+
+
+def compare(reference: Mapping[str, Any], this: Mapping[str, Any]) -> list[Row]:
+    """Every number and verdict of `reference` (a headline dict) against `this` one."""
+    ours = dict(_leaves(this))
+    rows = []
+    for name, ref in _leaves(reference):
+        mine = ours.get(name, {})
+        cis = _ci_pairs(ref)
+        for key, value in ref.items():
+            if key.endswith(("ci_low", "ci_high")):
+                continue
+            other = mine.get(key)
+            label = f"{name}.{key}"
+            if isinstance(value, str) or key not in cis or ref[cis[key][0]] is None:
+                rows.append(Row(label, value, other, None, other == value))
+                continue
+            low, high = ref[cis[key][0]], ref[cis[key][1]]
+            inside = other is not None and low <= other <= high
+            rows.append(Row(label, value, other, inside, inside))
+    return rows
+
+
+def committed_reports(ref: str = "HEAD", repo: str | Path = ".") -> Path:
+    """The result files of commit `ref` in a temporary folder (git show)."""
+    folder = Path(tempfile.mkdtemp(prefix="avelib-ref-"))
+    for name in RESULT_FILES:
+        shown = subprocess.run(["git", "show", f"{ref}:reports/{name}"], cwd=repo, capture_output=True)
+        if shown.returncode == 0:
+            (folder / name).write_bytes(shown.stdout)
+    if not any(folder.iterdir()):
+        raise FileNotFoundError(f"{ref}: no reports/*.json in that commit (git show failed)")
+    return folder
+
+
+def _text(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{100 * x:+.2f}" if abs(x) < 1 else f"{x:.4g}"
+    return "—" if x is None else str(x)
+
+
+def report_lines(rows: list[Row]) -> list[str]:
+    """A table of every row, then the counts; the verdicts that changed are marked."""
+    lines = [f"{'number / verdict':<78} {'reference':>14} {'this run':>14} {'diff':>8}  check"]
+    for r in rows:
+        diff = (f"{100 * (r.this - r.reference):+.2f}" if isinstance(r.reference, float) and isinstance(r.this, float)
+                else "")
+        check = ("same" if r.same else "CHANGED") if r.inside_ci is None else ("inside CI" if r.inside_ci else "OUTSIDE CI")
+        lines.append(f"{r.name[:78]:<78} {_text(r.reference)[:14]:>14} {_text(r.this)[:14]:>14} {diff:>8}  {check}")
+    verdicts = [r for r in rows if isinstance(r.reference, str)]
+    numbers = [r for r in rows if r.inside_ci is not None]
+    lines.append(f"verdicts: {sum(r.same for r in verdicts)} of {len(verdicts)} the same; numbers: "
+                 f"{sum(r.inside_ci for r in numbers)} of {len(numbers)} inside the reference's 95 % CI "
+                 "(accuracies in %, differences in points)")
+    return lines
+
+
+def compare_runs(reference_dir: str | Path, this_dir: str | Path) -> tuple[list[Row], list[str]]:
+    rows = compare(headline(reference_dir), headline(this_dir))
+    return rows, report_lines(rows)

@@ -1,0 +1,43 @@
+"""`python -m avelib compare-runs`: every number against the reference CI, every verdict, exit 1 on a changed verdict."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from avelib.__main__ import main
+from avelib.eval.compare import compare_runs
+
+REPORTS = Path(__file__).resolve().parents[1] / "reports"
+FILES = ("metrics.json", "baselines.json", "ablations.json", "weak.json", "crossmodal.json")
+
+
+def _copy(dst: Path) -> Path:
+    dst.mkdir()
+    for name in FILES:
+        shutil.copy(REPORTS / name, dst / name)
+    return dst
+
+
+def test_a_run_against_itself_holds_everywhere(tmp_path, capsys):
+    rows, lines = compare_runs(REPORTS, REPORTS)
+    assert rows and all(r.same for r in rows)
+    assert main(["compare-runs", str(REPORTS), "--this", str(REPORTS)]) == 0
+    assert "OUTSIDE CI" not in capsys.readouterr().out
+
+
+def test_a_moved_number_and_a_flipped_verdict_are_reported(tmp_path, capsys):
+    this = _copy(tmp_path / "this")
+    metrics = json.loads((this / "metrics.json").read_text())
+    metrics["test_accuracy"]["mean"] = metrics["test_accuracy_ci"]["ci"][1] + 0.01  # above the reference CI
+    (this / "metrics.json").write_text(json.dumps(metrics))
+    baselines = json.loads((this / "baselines.json").read_text())
+    versus = baselines["avel"]["vs_reference"]
+    versus["verdict"] = "a" if versus["verdict"] != "a" else "b"
+    (this / "baselines.json").write_text(json.dumps(baselines))
+    assert main(["compare-runs", str(REPORTS), "--this", str(this)]) == 1
+    out = capsys.readouterr().out
+    assert "main.aveclip.test_accuracy" in out and "OUTSIDE CI" in out
+    flipped = [line for line in out.splitlines() if line.startswith("main.avel.minus_aveclip_verdict")]
+    assert flipped and flipped[0].endswith("CHANGED")
