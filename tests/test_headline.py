@@ -40,3 +40,10 @@ def test_a_verdict_names_the_higher_side(tmp_path):
     (tmp_path / "baselines.json").write_text(json.dumps({"avel": {**run, "vs_reference": versus}}))
     h = headline(tmp_path)
     assert h["main"]["avel"]["minus_aveclip_verdict"] == "aveclip higher" and set(h) == {"main"}
+
+
+def test_a_split_without_scored_crossmodal_videos_gives_empty_rows(tmp_path):
+    empty = {"videos": 0, "chance": None, "zero_shot": None, "learned": None}
+    (tmp_path / "crossmodal.json").write_text(json.dumps({"encoders": {"finetuned": empty}, "comparisons": []}))
+    assert headline(tmp_path) == {"crossmodal": {"finetuned": {"chance": {"test_accuracy": None}}},
+                                  "comparisons": {"crossmodal": {}}}

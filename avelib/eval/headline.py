@@ -54,7 +54,7 @@ def _weak(summary: Mapping[str, Any]) -> dict[str, Row]:
 def _crossmodal(summary: Mapping[str, Any]) -> dict[str, dict[str, Row]]:
     out: dict[str, dict[str, Row]] = {}
     for encoder, res in summary["encoders"].items():
-        rows = {"chance": {"test_accuracy": res["chance"]["accuracy"]}}
+        rows = {"chance": {"test_accuracy": res["chance"]["accuracy"] if res["chance"] else None}}  # None: no scored video
         for method in ("zero_shot", "learned"):
             for task, r in (res.get(method) or {}).items():
                 ci = r.get("ci") or [None, None]
