@@ -24,6 +24,14 @@ def from_root(*paths: str | Path, root: Path | None = None) -> list[Path]:
     return [Path(p) if Path(p).is_absolute() else base / p for p in paths]
 
 
+def show_in(area: Any, *objects: Any) -> None:
+    """Replace what an ipywidgets Output area shows, through its state: never inside `with area:`, whose
+    capture of the cell's messages made a headless run (papermill) wait forever for the cell's end."""
+    area.outputs = ()
+    for obj in objects:
+        area.append_display_data(obj)
+
+
 def explore_ablations(reports_dir: str | Path = "reports") -> tuple[dict[str, list[dict[str, Any]]], str]:
     """(variants by axis, a line saying where they come from); no axis when ablations.json is missing."""
     path = Path(reports_dir) / "ablations.json"
