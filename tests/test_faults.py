@@ -140,18 +140,19 @@ def _chunks_done(done: Path) -> int:
         return 0
 
 
-# stage -> (progress on disk worth resuming, what the rerun says when it continues, outputs that must not exist)
+# stage -> (progress on disk worth resuming, what the rerun says when it continues, outputs that must not exist);
+# a smoke seed writes last.pt only after its last epoch: seed 0's is the earliest marker, the kill lands in seed 1
 KILLS: dict[str, tuple[Callable[[Path], bool], str, list[str]]] = {
     "decode": (lambda w: _lines(w / "data/cache.partial/decoded.jsonl") >= 2, "decode: continuing", ["data/cache"]),
     "pretrain": (lambda w: (w / "models/pretrain/last.pt").is_file(), "finetune: resumed from", []),
     "finetune": (lambda w: _epochs(w / "models/finetune/history.json") >= 2, "finetune: resumed from", []),
     "extract": (lambda w: _chunks_done(w / "data/features/finetuned.partial/chunks_done.npy") >= 1, "extract: continuing",
                 ["data/features/finetuned", "data/features/frozen"]),
-    "train": (lambda w: (w / "models/localizer.partial/seed1/last.pt").is_file(), "seed 0: resumed from",
+    "train": (lambda w: (w / "models/localizer.partial/seed0/last.pt").is_file(), "seed 0: resumed from",
               ["models/localizer"]),
     "evaluate": (lambda w: (w / "models/evaluate.partial/aveclip_visual_only").is_dir(), "seed 1: resumed from",
                  ["models/evaluate", "reports/metrics.json"]),
-    "ablate@refine": (lambda w: (w / "models/ablations/refine.partial/off/seed1/last.pt").is_file(),
+    "ablate@refine": (lambda w: (w / "models/ablations/refine.partial/off/seed0/last.pt").is_file(),
                       "seed 0: resumed from", ["models/ablations/refine", "reports/ablations/refine.json"]),
 }
 
