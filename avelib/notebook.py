@@ -57,6 +57,9 @@ def execute_notebook(source: Path, executed: Path, parameters: dict[str, Any], c
         str(source), str(executed), parameters=parameters, kernel_name="python3", progress_bar=False,
         cwd=str(cwd), execution_timeout=execution_timeout, start_timeout=KERNEL_START_TIMEOUT_S,
         kernel_manager_class=IPCKernelManager,
+        # a Ctrl-C of the stage kills its kernel at once: a graceful shutdown let a busy cell run on for
+        # seconds (the kernel has a session of its own, so the signal never reaches it) and finish the stage
+        shutdown_kernel="immediate",
     )
 
 
