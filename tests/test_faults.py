@@ -102,8 +102,11 @@ def _process(pid: int) -> psutil.Process | None:
 
 def interrupt(work: Path, stage: str, progress: Callable[[Path], bool], sig: int = signal.SIGKILL) -> None:
     """Start `dvc repro -s stage` and send `sig` to its process tree as soon as `progress(work)` holds."""
+    # SIGINT as at a terminal: a job started in the background by a shell without job control (nohup ... &)
+    # inherits SIGINT ignored, and the Ctrl-C under test would then not reach the stage at all
     proc = subprocess.Popen(["dvc", "repro", "-s", stage], cwd=work, env=venv_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 600
     while not progress(work):
         if proc.poll() is not None:
