@@ -7,7 +7,7 @@ STAMP   = $(VENV)/.installed
 # the pipeline's tools (dvc, papermill, jupyter) come from the venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install repro test faults control paper-smoke weights report clean-venv
+.PHONY: install repro test faults paper-smoke weights report clean-venv
 
 install: $(STAMP)
 
@@ -34,10 +34,6 @@ test: install
 # 2 torchrun ranks (gloo) against 1 process (~9 min)
 faults: install
 	$(PY) -m pytest -m "faults or distributed"
-
-# the control of the numerics test: without pinning, the two CPU settings give different weights (~1 min)
-control: install
-	$(PY) -m pytest -m control
 
 # the README's paper command on stand-ins of AVE_Dataset.zip and AudioCLIP-Full-Training.pt (needs ../shared)
 paper-smoke: install

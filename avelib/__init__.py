@@ -1,7 +1,7 @@
 """avelib: the AVE-CLIP reproduction suite.
 
-Importing it pins torch's CPU numerics (avelib.runtime): the same seed gives the same bits on any
-x86-64 CPU with AVX2 at the same thread count; `AVELIB_NUMERICS=native` opts out.
+Importing it sets the thread count and deterministic algorithms (avelib.runtime): the same machine,
+thread count and seed give the same bits.
 
 The public API is `PUBLIC_API` below: each name is loaded from its module on first use
 (`avelib.finetune`), so `import avelib` stays cheap. The layers, lowest first: runtime/io/params,
@@ -14,9 +14,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from avelib.runtime import pin_numerics as _pin_numerics
+from avelib.runtime import set_numerics as _set_numerics
 
-NUMERICS = _pin_numerics()
+NUMERICS = _set_numerics()
 
 PUBLIC_API: dict[str, str] = {
     # data: the AVE layout, SynthAVE, decoding, the segment cache, extracted features

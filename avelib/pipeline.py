@@ -139,7 +139,8 @@ STAGES: tuple[Stage, ...] = (
           inputs=("params.yaml",  # the page shows the whole file
                   "reports/metrics.json", "reports/baselines.json", "reports/ablations.json", "reports/finetune.json",
                   "reports/weak.json", "reports/crossmodal.json", "reports/html", "reports/plots", "reports/timings"),
-          outs=(Out("reports/index.html", cache=False),), metrics=("reports/timings.json", "reports/headline.json")),
+          outs=(Out("reports/index.html", cache=False), Out("reports/machine.json", cache=False)),
+          metrics=("reports/timings.json", "reports/headline.json")),
 )
 BY_NAME = {s.name: s for s in STAGES}
 

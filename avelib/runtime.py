@@ -1,21 +1,10 @@
-"""Pinned CPU numerics: the same seed gives the same bits on any x86-64 CPU with AVX2.
+"""Process settings that make a run repeatable: the same machine, thread count and seed give the same bits.
 
-Three libraries inside torch pick their code path by the CPU, and each path rounds differently:
-MKL's BLAS (every linear layer and im2col convolution), oneDNN (convolutions) and ATen's own
-vectorized kernels (reductions, softmax, exp/log/sin). `pin_numerics` fixes each to its AVX2 path
-and the intra-op thread count, so the reduction order no longer depends on the machine:
-
-- `MKL_CBWR=AVX2,STRICT`: MKL's conditional numerical reproducibility on the AVX2 branch;
-- `ATEN_CPU_CAPABILITY=avx2`: ATen's AVX2 kernels even on AVX-512 machines;
-- oneDNN and NNPACK off: convolutions go through ATen + MKL, whose results MKL guarantees across
-  CPUs (oneDNN's blocking also follows the cache sizes, so its ISA cap alone is not enough);
-- `torch.set_num_threads(AVELIB_THREADS)` (default 2) and `torch.use_deterministic_algorithms`.
-
-`import avelib` applies it, so every stage kernel, test and command goes through it; the stage
-runner also exports the variables to the papermill kernels it starts. `AVELIB_NUMERICS=native`
-switches it off (each library's fastest path for this CPU; numbers then differ between CPUs).
-The variables are read when each library first computes, so pinning works as long as it happens
-before the first tensor operation of the process.
+`import avelib` calls `set_numerics`: `AVELIB_THREADS` intra-op threads (default 2; the reduction
+order follows the thread count), `torch.use_deterministic_algorithms` and no cuDNN autotuning. Each
+library keeps its fastest code path for the CPU (MKL, oneDNN, ATen's AVX-512 kernels), so another CPU
+family may round differently: `python -m avelib compare-runs` checks that such a run reaches the same
+conclusions (README, "Same conclusions on every machine"). `numerics_state` is what a run records.
 """
 
 from __future__ import annotations
@@ -23,62 +12,29 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
-import warnings
 from collections.abc import MutableMapping
 
-MODE_VARIABLE = "AVELIB_NUMERICS"
 THREADS_VARIABLE = "AVELIB_THREADS"
 DEFAULT_THREADS = 2
-PINNED_ENV = {
-    "MKL_CBWR": "AVX2,STRICT",
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN is off; the cap keeps any op that still reaches it on AVX2
-    "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # required by use_deterministic_algorithms on CUDA
-}
-
-
-def pinned(env: MutableMapping[str, str] | None = None) -> bool:
-    """Whether numerics are pinned (the default), per `AVELIB_NUMERICS` in `env` (os.environ)."""
-    mode = (os.environ if env is None else env).get(MODE_VARIABLE, "pinned")
-    if mode not in ("pinned", "native"):
-        raise ValueError(f"{MODE_VARIABLE}={mode!r}: expected 'pinned' (default) or 'native'")
-    return mode == "pinned"
+CUBLAS_WORKSPACE = ("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by use_deterministic_algorithms on CUDA
 
 
 def thread_count(env: MutableMapping[str, str] | None = None) -> int:
-    """Intra-op threads of a pinned run (`AVELIB_THREADS`, default 2): part of the guarantee."""
+    """Intra-op threads of a run (`AVELIB_THREADS`, default 2): part of what makes it repeatable."""
     text = (os.environ if env is None else env).get(THREADS_VARIABLE, str(DEFAULT_THREADS))
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"{THREADS_VARIABLE}={text!r}: expected a positive integer")
     return int(text)
 
 
-def pin_environment(env: MutableMapping[str, str] | None = None) -> None:
-    """Write the pinned variables into `env` (os.environ), for this process and its children."""
-    env = os.environ if env is None else env
-    if pinned(env):
-        env.update(PINNED_ENV)
-
-
-def pin_numerics() -> dict[str, object]:
-    """Pin this process (see the module docstring); returns what is in force, for run records."""
-    pin_environment()
+def set_numerics() -> dict[str, object]:
+    """Threads, deterministic algorithms, no autotuning (see the module docstring); returns the state."""
+    os.environ.setdefault(*CUBLAS_WORKSPACE)
     import torch
 
-    if not pinned():
-        return numerics_state()
     torch.set_num_threads(thread_count())
-    torch.backends.mkldnn.enabled = False
-    torch.backends.nnpack.set_flags(False)
     torch.backends.cudnn.benchmark = False
     deterministic_algorithms()
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability != "AVX2":
-        warnings.warn(
-            f"avelib: ATen runs its {capability} kernels although {MODE_VARIABLE} is pinned (torch computed "
-            "before avelib was imported, or the CPU lacks AVX2): numbers may differ from other machines",
-            RuntimeWarning, stacklevel=2,
-        )
     return numerics_state()
 
 
@@ -94,15 +50,13 @@ def deterministic_algorithms(warn_only: bool = False) -> None:
 
 
 def numerics_state() -> dict[str, object]:
-    """The numerics settings of this process (stored beside metrics so a run shows how it ran)."""
+    """The numerics settings of this process (recorded with a run's reports)."""
     import torch
 
     return {
-        "mode": "pinned" if pinned() else "native",
         "threads": torch.get_num_threads(),
         "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "mkldnn": bool(torch.backends.mkldnn.enabled),
-        **{k: os.environ.get(k) for k in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA")},
     }
 
 

@@ -41,3 +41,14 @@ def test_a_moved_number_and_a_flipped_verdict_are_reported(tmp_path, capsys):
     assert "main.aveclip.test_accuracy" in out and "OUTSIDE CI" in out
     flipped = [line for line in out.splitlines() if line.startswith("main.avel.minus_aveclip_verdict")]
     assert flipped and flipped[0].endswith("CHANGED")
+
+
+def test_each_run_names_its_machine(tmp_path):
+    this = _copy(tmp_path / "this")
+    machine = {"cpu": "Test CPU 9000", "cpu cores": "2", "torch": "2.11.0", "numerics": {"threads": 2}}
+    (this / "machine.json").write_text(json.dumps(machine))
+    _, lines = compare_runs(tmp_path / "this", this)
+    assert lines[0] == lines[1].replace("this run:  ", "reference: ")
+    assert "Test CPU 9000, 2 cores, 2 threads, torch 2.11.0" in lines[1]
+    (this / "machine.json").unlink()
+    assert "not recorded" in compare_runs(this, this)[1][0]

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from avelib.eval.headline import headline
+from avelib.io import read_json
 
-RESULT_FILES = ("metrics.json", "baselines.json", "ablations.json", "weak.json", "crossmodal.json")
+RESULT_FILES = ("metrics.json", "baselines.json", "ablations.json", "weak.json", "crossmodal.json", "machine.json")
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,17 @@ def report_lines(rows: list[Row]) -> list[str]:
     return lines
 
 
+def machine_line(reports: str | Path) -> str:
+    """CPU, threads and torch of the run in `reports` (its machine.json, written by the report stage)."""
+    path = Path(reports) / "machine.json"
+    if not path.is_file():
+        return "machine not recorded (no machine.json)"
+    m = read_json(path)
+    threads = (m.get("numerics") or {}).get("threads", "?")
+    return f"{m.get('cpu', '?')}, {m.get('cpu cores', '?')} cores, {threads} threads, torch {m.get('torch', '?')}"
+
+
 def compare_runs(reference_dir: str | Path, this_dir: str | Path) -> tuple[list[Row], list[str]]:
     rows = compare(headline(reference_dir), headline(this_dir))
-    return rows, report_lines(rows)
+    machines = [f"reference: {machine_line(reference_dir)}", f"this run:  {machine_line(this_dir)}"]
+    return rows, machines + report_lines(rows)

@@ -19,6 +19,7 @@ from avelib.predict import PredictDefaults
 from avelib.report import blocks as B
 from avelib.report import sections, tasks
 from avelib.report.environment import DEFAULT_PACKAGES, data_hashes, environment_info, timings_summary
+from avelib.runtime import numerics_state
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,9 @@ def build_index(
 def write_report(cfg: ReportConfig, params_path: str | Path = "params.yaml", lock_path: str | Path = "dvc.lock",
                  reports_dir: str | Path | None = None, out: str | Path | None = None) -> Path:
     """The report stage: reports/timings.json, reports/headline.json (every test accuracy keyed by name, for
-    `dvc metrics`) and the index page."""
+    `dvc metrics`), reports/machine.json (CPU, threads, package versions) and the index page."""
     reports = Path(reports_dir or cfg.reports_dir)
+    write_json({**environment_info(cfg.packages), "numerics": numerics_state()}, reports / "machine.json")
     write_json(timings_summary(reports / "timings"), reports / "timings.json")
     write_json(headline(reports), reports / "headline.json")
     return build_index(reports, params_path, lock_path, out or cfg.out, cfg.title, cfg.packages)
