@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig, LocalizerOutput, window_sizes
+import torch.nn.functional as F
+
+from avelib.models.localizer import (
+    AVECLIPLocalizer,
+    Dropout,
+    FeatureAttention,
+    LocalizerConfig,
+    LocalizerOutput,
+    WindowBlock,
+    window_sizes,
+)
 
 B, DA, DV = 3, 12, 20
 
@@ -146,3 +156,45 @@ def test_timeline_and_attention_plots_return_figures():
     pred = AVECLIPLocalizer.predict(out)[:2]
     assert isinstance(timelines(labels.numpy(), pred.numpy(), out.alpha[:2].detach().numpy()), Figure)
     assert isinstance(timelines(labels[0].numpy(), pred[0].numpy()), Figure)
+
+
+def test_feature_attention_equals_its_definition():
+    """The fast formulation (norms as square-sum-sqrt, temperature on q) gives the textbook maths."""
+    torch.manual_seed(0)
+    fa = FeatureAttention(32, 4, dropout=0.0).eval()
+    with torch.no_grad():
+        fa.temperature.uniform_(0.5, 2.0)
+    x = torch.randn(6, 5, 32)  # [M,w,D]
+    q, k, v = fa.qkv(x).reshape(6, 5, 3, 4, 8).permute(2, 0, 3, 4, 1)  # [M,h,c,w] each
+    attn = (F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1) * fa.temperature).softmax(-1)
+    want = fa.proj((attn @ v).permute(0, 3, 1, 2).reshape(6, 5, 32))  # [M,w,D]
+    out, got_attn = fa(x)
+    torch.testing.assert_close(got_attn, attn)
+    torch.testing.assert_close(out, want)
+
+
+@pytest.mark.parametrize("w", [2, 3, 4, 5, 10])
+def test_window_block_equals_one_window_at_a_time(w):
+    """Full windows run as one batch, the remainder window alone: the same as each window on its own."""
+    torch.manual_seed(0)
+    block = WindowBlock(LocalizerConfig(hidden=32, heads=4), w).eval()
+    x = torch.randn(3, 10, 32)  # [B,T,D]
+    got, _ = block(x)
+    start, parts = 0, []
+    for size in window_sizes(10, w):
+        parts.append(block._layer(x[:, start : start + size])[0])
+        start += size
+    torch.testing.assert_close(got, torch.cat(parts, dim=1))
+
+
+def test_dropout_keeps_one_minus_p_scaled_and_is_identity_in_eval():
+    torch.manual_seed(0)
+    drop = Dropout(0.25)
+    y = drop(torch.ones(200_000))
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.01
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.75))
+    x = torch.randn(4, 5)
+    assert drop.eval()(x) is x
+    with pytest.raises(ValueError, match="dropout"):
+        Dropout(1.0)

@@ -78,6 +78,23 @@ def window_sizes(length: int, w: int) -> list[int]:
     return sizes
 
 
+class Dropout(nn.Module):
+    """nn.Dropout's maths (keep each element with probability 1 - p, scale by 1 / (1 - p)) with the mask
+    from one uniform draw per element: a third less time than torch's CPU bernoulli_ on the attention maps."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand_like(x) >= self.p  # [...] bool, P(True) = 1 - p
+        return x * (keep * (1.0 / (1.0 - self.p)))
+
+
 class TemporalAttention(nn.Module):
     """Self-attention over the time steps of a window: a w x w map per head."""
 
@@ -104,13 +121,18 @@ class FeatureAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.temperature = nn.Parameter(torch.ones(heads, 1, 1))  # [h,1,1]
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        q, k, v = rearrange(self.qkv(x), "m w (three h c) -> three m h c w", three=3, h=self.heads)  # [M,h,c,w] each
-        q = F.normalize(q, dim=-1)  # [M,h,c,w]
-        k = F.normalize(k, dim=-1)  # [M,h,c,w]
-        attn = (q @ k.transpose(-2, -1) * self.temperature).softmax(dim=-1)  # [M,h,c,c]
+        d = x.shape[-1]
+        qkv = self.qkv(x)  # [M,w,3D]
+        qk = qkv[..., : 2 * d]  # [M,w,2D]
+        # unit norm over time; linalg.vector_norm over this dim takes ~100x longer on the CPU
+        qk = qk / qk.square().sum(dim=1, keepdim=True).sqrt().clamp_min(1e-12)  # [M,w,2D]
+        q, k = rearrange(qk, "m w (two h c) -> two m h c w", two=2, h=self.heads)  # [M,h,c,w] each
+        v = rearrange(qkv[..., 2 * d :], "m w (h c) -> m h c w", h=self.heads)  # [M,h,c,w]
+        # the temperature scales q ([M,h,c,w]) rather than the larger map ([M,h,c,c])
+        attn = ((q * self.temperature) @ k.transpose(-2, -1)).softmax(dim=-1)  # [M,h,c,c]
         out = self.drop(attn) @ v  # [M,h,c,w]
         out = rearrange(out, "m h c w -> m w (h c)")  # [M,w,D]
         return self.proj(out), attn
@@ -129,9 +151,9 @@ class WindowBlock(nn.Module):
         self.norm_f = nn.LayerNorm(d) if self.feature is not None else None
         self.norm_o = nn.LayerNorm(d)
         self.ffn = nn.Sequential(
-            nn.Linear(d, cfg.ffn_mult * d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.ffn_mult * d, d)
+            nn.Linear(d, cfg.ffn_mult * d), nn.GELU(), Dropout(cfg.dropout), nn.Linear(cfg.ffn_mult * d, d)
         )
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def _layer(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         t_map = f_map = None
@@ -147,7 +169,7 @@ class WindowBlock(nn.Module):
     def forward(self, x: torch.Tensor, want_maps: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         b, t, _ = x.shape  # x: [B,T,D]
         sizes = window_sizes(t, self.window)
-        n_full = len(sizes) - 1  # windows of exactly size w before the last one
+        n_full = sum(size == self.window for size in sizes)  # windows of exactly size w, run as one batch
         cut = self.window * n_full
         outs: list[torch.Tensor] = []
         t_maps: list[tuple[int, int, torch.Tensor]] = []  # (start, size, [B,h,s,s])
@@ -161,12 +183,13 @@ class WindowBlock(nn.Module):
                 t_maps += [(k * self.window, self.window, tm[:, k]) for k in range(n_full)]
             if fm is not None:
                 f_maps.append(rearrange(fm, "(b n) h i j -> b n h i j", b=b))  # [B,n,h,c,c]
-        z, tm, fm = self._layer(x[:, cut:])  # last window (with the remainder): [B,s,D]
-        outs.append(z)
-        if tm is not None:
-            t_maps.append((cut, t - cut, tm))  # [B,h,s,s]
-        if fm is not None:
-            f_maps.append(fm[:, None])  # [B,1,h,c,c]
+        if cut < t:
+            z, tm, fm = self._layer(x[:, cut:])  # the last window, longer by the remainder: [B,s,D]
+            outs.append(z)
+            if tm is not None:
+                t_maps.append((cut, t - cut, tm))  # [B,h,s,s]
+            if fm is not None:
+                f_maps.append(fm[:, None])  # [B,1,h,c,c]
         y = torch.cat(outs, dim=1)  # [B,T,D]
         maps: dict[str, torch.Tensor] = {}
         if want_maps and t_maps:
@@ -228,8 +251,8 @@ class AVECLIPLocalizer(nn.Module):
         use_v = cfg.modality in ("visual", "both")
         if (use_a and not audio_dim) or (use_v and not visual_dim):
             raise ValueError(f"modality={cfg.modality} needs audio_dim/visual_dim, got {audio_dim}/{visual_dim}")
-        self.proj_a = nn.Sequential(nn.Linear(audio_dim, d), nn.LayerNorm(d), nn.Dropout(cfg.dropout)) if use_a else None
-        self.proj_v = nn.Sequential(nn.Linear(visual_dim, d), nn.LayerNorm(d), nn.Dropout(cfg.dropout)) if use_v else None
+        self.proj_a = nn.Sequential(nn.Linear(audio_dim, d), nn.LayerNorm(d), Dropout(cfg.dropout)) if use_a else None
+        self.proj_v = nn.Sequential(nn.Linear(visual_dim, d), nn.LayerNorm(d), Dropout(cfg.dropout)) if use_v else None
         n_in = (3 if cfg.av_fusion == "concat_product" else 2) if cfg.modality == "both" else 1
         self.fuse = nn.Sequential(nn.Linear(n_in * d, d), nn.GELU(), nn.LayerNorm(d))
         self.pos = nn.Parameter(torch.zeros(1, NUM_SEGMENTS, d)) if cfg.positional else None  # [1,T,D]
