@@ -17,7 +17,7 @@ from avelib.models.audioclip import AudioCLIP, build_audioclip
 from avelib.eval.retrieval import retrieval_recall
 from avelib.stages.towers import run_finetune
 from avelib.train.contrastive import FinetuneConfig, finetune
-from avelib.train.pairs import event_videos, sample_epoch_batches, validation_pairs
+from avelib.train.pairs import embed_pairs, event_videos, sample_epoch_batches, validation_pairs
 
 K, S, R = 2, 64, 16000  # tiny cache: 2 frames per second at the small profile's input size and rate
 SPLITS = {"train": range(0, 8), "val": range(8, 12), "test": range(12, 14)}
@@ -106,6 +106,23 @@ def test_batches_never_repeat_a_video_and_use_event_seconds(data):
     # a single leftover pair has no negative: dropped
     capped = sample_epoch_batches(videos, labels, K, 3, 4, max_pairs=7, rng=np.random.default_rng(0))
     assert [len(b) for b in capped] == [3, 3]
+
+
+def test_validation_embeddings_encode_each_second_once_and_equal_one_pair_at_a_time(data, monkeypatch):
+    _, cache, labels, splits = data
+    pairs = validation_pairs(event_videos(labels, splits["val"], cache.ok), labels, cache.frames_per_second, 2)
+    model = model0().eval()
+    encoded = []
+    encode_audio = model.encode_audio
+    monkeypatch.setattr(model, "encode_audio", lambda x: encoded.append(len(x)) or encode_audio(x))
+    a, i = embed_pairs(model, cache, pairs, batch_size=8, device=torch.device("cpu"))
+    assert sum(encoded) == len(np.unique(pairs[:, :2], axis=0)) == len(pairs) // 2
+    with torch.no_grad():
+        for row in pairs[[0, 1, -1]]:
+            (a1,), (i1,) = embed_pairs(model, cache, row[None], batch_size=1, device=torch.device("cpu"))
+            k = int(np.flatnonzero((pairs == row).all(1))[0])
+            torch.testing.assert_close(a[k], a1, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(i[k], i1, rtol=1e-4, atol=1e-5)
 
 
 def test_failed_and_eventless_videos_are_excluded(data):

@@ -128,14 +128,21 @@ def embed_pairs(
     amp: bool = True,
     channels_last: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Audio and image embeddings (float32, CPU) [M,E] of the (video, second, frame) rows of `pairs`."""
+    """Audio and image embeddings (float32, CPU) [M,E] of the (video, second, frame) rows of `pairs`.
+    Each second's audio is encoded once, however many of its frames the rows hold."""
     was_training = model.training
     model.eval()
-    a_out, i_out = [], []
-    batches = [pairs[lo : lo + batch_size] for lo in range(0, len(pairs), batch_size)]
-    for frames, audio in iterate_pairs(cache, batches, 0, False):
-        with autocast(device, amp):
-            i_out.append(model.encode_image(to_images(frames, device, channels_last)).float().cpu())  # [b,E]
-            a_out.append(model.encode_audio(audio.to(device)).float().cpu())  # [b,E]
+    seconds, where = np.unique(pairs[:, :2], axis=0, return_inverse=True)  # [U,2], [M]
+    audio_rows = np.column_stack([seconds, np.zeros(len(seconds), dtype=seconds.dtype)])  # [U,3], frame unused
+    with autocast(device, amp):
+        a_emb = torch.cat([model.encode_audio(audio.to(device)).float().cpu()
+                           for _, audio in _in_batches(cache, audio_rows, batch_size)])  # [U,E]
+        i_emb = torch.cat([model.encode_image(to_images(frames, device, channels_last)).float().cpu()
+                           for frames, _ in _in_batches(cache, pairs, batch_size)])  # [M,E]
     model.train(was_training)
-    return torch.cat(a_out), torch.cat(i_out)
+    return a_emb[torch.from_numpy(where.reshape(-1))], i_emb  # [M,E] each
+
+
+def _in_batches(cache: Any, rows: np.ndarray, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(frames, audio) of `rows`, `batch_size` rows at a time."""
+    return iterate_pairs(cache, [rows[lo : lo + batch_size] for lo in range(0, len(rows), batch_size)], 0, False)
