@@ -3,7 +3,7 @@
 Both runs are read through their headline numbers (avelib.eval.headline): each accuracy with its CI,
 each paired difference with its CI and verdict. A number "holds" when this run's value lies inside
 the reference run's CI; a verdict "holds" when it reads the same. Same machine and threads give the
-same bytes; another machine is held to these two checks (README "Same numbers on every machine").
+same bytes; another machine is held to these two checks (README "Same conclusions on every machine").
 """
 
 from __future__ import annotations

@@ -46,11 +46,11 @@ def train_jobs(params: Mapping[str, Any], features_dir: str, work: Path, shard: 
 
 def evaluate_jobs(params: Mapping[str, Any], features_dir: str, names: list[str], work: Path,
                   shard: Shard | None = None, progress: bool = True) -> dict[str, Any]:
-    """The evaluate stage's runs `names` (avelib.train.runs.VARIANTS) in `work`."""
+    """The evaluate stage's runs `names` (baselines of avelib.train.runs.VARIANTS) in `work`."""
     data = section(params, "data", DataConfig)
     dataset = load_dataset(data.root)
-    loc, train, evaluate = localizer_configs(params)
-    return train_variants(features_dir, dataset.labels, dataset.splits, loc, train, evaluate, out_dir=work,
+    train, evaluate = section(params, "train", TrainConfig), section(params, "evaluate", EvalConfig)
+    return train_variants(features_dir, dataset.labels, dataset.splits, None, train, evaluate, out_dir=work,
                              dataset=dataset_label(data), names=tuple(names), encoder=Path(features_dir).name,
                              progress=progress, shard=shard, baselines=section(params, "baselines", BaselinesConfig))
 
@@ -84,7 +84,8 @@ def run_train(params: Mapping[str, Any], features_dir: str | Path, out_dir: str 
 
 def run_evaluate(params: Mapping[str, Any], features_dir: str | Path, out_dir: str | Path,
                  names: tuple[str, ...], progress: bool = True) -> dict[str, Any]:
-    """The evaluate stage's runs `names` (avelib.train.runs.VARIANTS) on the same features and seeds."""
+    """The evaluate stage: the baselines `names` (avelib.train.runs.VARIANTS) on the train stage's features and
+    seeds. The one-modality AVE-CLIP runs are the `modality` ablation axis (no configuration is trained twice)."""
     return _run("evaluate", params, out_dir, progress, features_dir=str(features_dir), names=list(names))["variants"]
 
 

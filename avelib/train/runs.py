@@ -192,7 +192,7 @@ def train_variants(
     features: str | Path | tuple[Any, Any],
     labels: Any,
     splits: dict[str, Any],
-    localizer_cfg: LocalizerConfig,
+    localizer_cfg: LocalizerConfig | None,
     train_cfg: TrainConfig,
     eval_cfg: EvalConfig,
     out_dir: str | Path | None = None,
@@ -204,7 +204,8 @@ def train_variants(
     baselines: BaselinesConfig = BaselinesConfig(),
 ) -> dict[str, Any]:
     """The evaluation stage: AVE-CLIP, its audio-only and visual-only variants, and AVEL and the MLP
-    with `baselines` (their sizes and learning rate); `names` picks a subset of VARIANTS by name.
+    with `baselines` (their sizes and learning rate); `names` picks a subset of VARIANTS by name
+    (`localizer_cfg` may be None when it holds no AVE-CLIP run).
 
     Returns the AVE-CLIP metrics at the top level (the `reports/metrics.json` format) with a
     `variants` key holding every run's metrics (AVE-CLIP included) by name; each run also writes
@@ -218,6 +219,8 @@ def train_variants(
         if names is not None and name not in names:
             continue
         if kind == "aveclip":
+            if localizer_cfg is None:
+                raise ValueError(f"run {name!r} is an AVE-CLIP run: it needs a localizer config")
             cfg: LocalizerConfig | BaselineConfig = (
                 localizer_cfg if modality is None else dataclasses.replace(localizer_cfg, modality=modality)
             )
