@@ -83,13 +83,12 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _compare_runs(args: argparse.Namespace) -> int:
-    from avelib.eval.compare import committed_reports, compare_runs
+    from avelib.eval.compare import changed_verdicts, committed_reports, compare_runs
 
     reference = Path(args.reference) if Path(args.reference).is_dir() else committed_reports(args.reference)
     rows, lines = compare_runs(reference, args.this)
     print("\n".join(lines))
-    changed = [r.name for r in rows if isinstance(r.reference, str) and not r.same]
-    return 1 if changed else 0
+    return 1 if changed_verdicts(rows) else 0
 
 
 def add_compare_runs(sub: argparse._SubParsersAction) -> None:

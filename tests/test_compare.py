@@ -52,3 +52,14 @@ def test_each_run_names_its_machine(tmp_path):
     assert "Test CPU 9000, 2 cores, 2 threads, torch 2.11.0" in lines[1]
     (this / "machine.json").unlink()
     assert "not recorded" in compare_runs(this, this)[1][0]
+
+
+def test_a_run_absent_from_this_run_is_listed_not_counted(tmp_path, capsys):
+    this = _copy(tmp_path / "this")
+    baselines = json.loads((this / "baselines.json").read_text())
+    del baselines["mlp"]
+    (this / "baselines.json").write_text(json.dumps(baselines))
+    assert main(["compare-runs", str(REPORTS), "--this", str(this)]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("main.mlp ")][0].endswith("absent in this run")
+    assert "absent from this run (not compared): main.mlp" in out

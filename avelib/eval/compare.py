@@ -29,6 +29,7 @@ class Row:
     this: Any
     inside_ci: bool | None  # numbers with a reference CI; None otherwise
     same: bool  # verdicts: the same text; numbers: inside the CI (or equal where there is no CI)
+    present: bool = True  # False: the reference's run is not in this run's files (e.g. moved or renamed)
 
 
 def _leaves(node: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -55,7 +56,10 @@ def compare(reference: Mapping[str, Any], this: Mapping[str, Any]) -> list[Row]:
     ours = dict(_leaves(this))
     rows = []
     for name, ref in _leaves(reference):
-        mine = ours.get(name, {})
+        if name not in ours:
+            rows.append(Row(name, "(run)", None, None, False, present=False))
+            continue
+        mine = ours[name]
         cis = _ci_pairs(ref)
         for key, value in ref.items():
             if key.endswith(("ci_low", "ci_high")):
@@ -96,13 +100,22 @@ def report_lines(rows: list[Row]) -> list[str]:
         diff = (f"{100 * (r.this - r.reference):+.2f}" if isinstance(r.reference, float) and isinstance(r.this, float)
                 else "")
         check = ("same" if r.same else "CHANGED") if r.inside_ci is None else ("inside CI" if r.inside_ci else "OUTSIDE CI")
+        check = check if r.present else "absent in this run"
         lines.append(f"{r.name[:78]:<78} {_text(r.reference)[:14]:>14} {_text(r.this)[:14]:>14} {diff:>8}  {check}")
-    verdicts = [r for r in rows if isinstance(r.reference, str)]
+    verdicts = [r for r in rows if r.present and isinstance(r.reference, str)]
     numbers = [r for r in rows if r.inside_ci is not None]
+    absent = [r.name for r in rows if not r.present]
     lines.append(f"verdicts: {sum(r.same for r in verdicts)} of {len(verdicts)} the same; numbers: "
                  f"{sum(r.inside_ci for r in numbers)} of {len(numbers)} inside the reference's 95 % CI "
                  "(accuracies in %, differences in points)")
+    if absent:
+        lines.append(f"runs of the reference absent from this run (not compared): {', '.join(absent)}")
     return lines
+
+
+def changed_verdicts(rows: list[Row]) -> list[str]:
+    """The verdicts present in both runs that differ (the exit status of compare-runs)."""
+    return [r.name for r in rows if r.present and isinstance(r.reference, str) and not r.same]
 
 
 def machine_line(reports: str | Path) -> str:
