@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from avelib import captions
 from avelib.data.ave import BACKGROUND, NUM_SEGMENTS, label_name
 from avelib.io import atomic_path, write_json
 from avelib.models.localizer import LOCALIZER_CHECKPOINT_KEYS as CHECKPOINT_KEYS
@@ -41,7 +42,7 @@ class PredictDefaults:
     batch_size: int = 64
     """Images/audio seconds encoded per forward pass of the towers."""
     out: str = "predictions"
-    """Output folder; each video gets `<out>/<video stem>/` (labels.json, labels.csv, timeline.png)."""
+    """Output folder; each video gets `<out>/<video stem>/` (labels.json/.csv/.vtt/.srt, timeline.png, video.html)."""
 
 
 def predict_defaults(params_path: str | Path = "params.yaml") -> PredictDefaults:
@@ -277,13 +278,15 @@ def _missing_modality(decode_info: dict[str, Any]) -> str | None:
 
 
 def write_prediction(pred: Prediction, out_dir: str | Path) -> dict[str, Path]:
-    """labels.json, labels.csv and timeline.png in `out_dir` (each written atomically)."""
+    """labels.json, labels.csv, timeline.png, the subtitles labels.vtt and labels.srt, and video.html (the
+    video with its timeline, avelib.captions) in `out_dir`, each written atomically."""
     from avelib.viz.localizer import timelines
     from avelib.viz.report import save_figure
 
     out_dir = Path(out_dir)
     rows = pred.rows()
-    paths = {"json": out_dir / "labels.json", "csv": out_dir / "labels.csv", "png": out_dir / "timeline.png"}
+    paths = {"json": out_dir / "labels.json", "csv": out_dir / "labels.csv", "png": out_dir / "timeline.png",
+             "vtt": out_dir / "labels.vtt", "srt": out_dir / "labels.srt", "html": out_dir / "video.html"}
     write_json({**pred.info, "labels": rows}, paths["json"])
     with atomic_path(paths["csv"]) as tmp:
         with tmp.open("w", newline="") as f:
@@ -292,6 +295,11 @@ def write_prediction(pred: Prediction, out_dir: str | Path) -> dict[str, Path]:
             writer.writerows(rows)
     fig = timelines(None, pred.labels, pred.alpha, titles=[f"{pred.video.name}: predicted events"])
     save_figure(fig, paths["png"])
+    events = captions.cues(pred.labels)
+    page = captions.video_page(pred.video, paths["html"], events, rows, paths["png"].read_bytes())
+    for key, text in (("vtt", captions.webvtt(events)), ("srt", captions.srt(events)), ("html", page)):
+        with atomic_path(paths[key]) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     return paths
 
 

@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"eval"},  # metrics, statistics and result files: used by the trainers, never using them
     {"train"},
     {"stages", "viz"},
-    {"preflight", "fixtures", "plots", "predict"},
+    {"preflight", "fixtures", "plots", "captions", "predict"},
     {"explore", "report"},
     {"pipeline", "notebook", "__main__", "ranks"},  # the stage table and runner, the command line, the torchrun worker
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,11 @@ def test_cli_predict_real_video(tmp_path: Path, shared_dir: Path, capsys: pytest
     assert set(rows[0]) >= {"second", "label", "category", "alpha", "class_probability"}
     assert all(0.0 < float(r["alpha"]) < 1.0 for r in rows)
     assert (out / "timeline.png").read_bytes().startswith(b"\x89PNG")
+    events = sum(1 for i, r in enumerate(rows) if r["category"] != "background" and (i == 0 or rows[i - 1]["label"] != r["label"]))
+    assert (out / "labels.vtt").read_text().startswith("WEBVTT\n\n") and (out / "labels.vtt").read_text().count(" --> ") == events
+    assert (out / "labels.srt").read_text().count(" --> ") == events
+    page = (out / "video.html").read_text()
+    assert f'src="{Path(os.path.relpath(video, out)).as_posix()}"' in page and page.count("data-second=") == 56
 
 
 def test_cli_predict_broken_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
