@@ -332,7 +332,8 @@ def test_index_shows_the_weak_and_crossmodal_tasks(tmp_path: Path) -> None:
     page = build_index(reports, params, lock, reports / "index.html").read_text()
     for anchor in ('id="weak-table"', 'id="crossmodal-table"', "protocol text", "AVDLN", "PSP", "chance, exact"):
         assert anchor in page
-    assert page.count("not available: the paper&#39;s table could not be read here") == 5
+    assert page.count("not available: no source of this number was read here") == 3  # AVEL weak, both A2V/V2A rows
+    assert "73.5" in page and "source: the maintainer in CMBS issue #1" in page  # weak numbers with a source
     assert "A2V zero_shot (finetuned)" in page and page.count("data:image/png;base64,") >= 2
     assert 'id="weak-table"' in task_html(reports, "weak")
     with pytest.raises(ValueError, match="unknown task"):
