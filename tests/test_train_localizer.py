@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from avelib.data.features import synthetic_features, write_features
+from avelib.eval.peer import TestSelection
 from avelib.models.baselines import BaselineConfig
 from avelib.models.localizer import LocalizerConfig
 from avelib.params import ParamsError, load_params, section
@@ -214,3 +215,29 @@ def test_evaluation_only_variant_continues_from_the_trained_run(data, tmp_path):
     with pytest.raises(FileNotFoundError, match="no resume point"):
         train_seeds(feats, y, s, "aveclip", SMALL, FAST, off, out_dir=tmp_path / "x", progress=False,
                        trained=tmp_path / "nowhere")
+
+
+def test_peer_protocol_is_recorded_beside_and_never_changes_ours(data, tmp_path):
+    """Test-selected (epoch, L) >= validation-selected on every seed; the run itself is unchanged; it resumes."""
+    feats, y, s = data
+    ev = EvalConfig(seeds=(0, 1), postprocess_candidates=(0, 1, 2))
+    plain = train_seeds(feats, y, s, "aveclip", SMALL, FAST, ev, progress=False)
+    peer = train_seeds(feats, y, s, "aveclip", SMALL, FAST, ev, out_dir=tmp_path / "a", progress=False,
+                       peer_protocol=True)
+    assert "test_selected" not in plain
+    assert peer["test_accuracy"] == plain["test_accuracy"] and peer["chosen_max_len"] == plain["chosen_max_len"]
+    selected = peer["test_selected"]
+    assert all(t >= v for t, v in zip(selected["test_accuracy"]["per_seed"], peer["test_accuracy"]["per_seed"]))
+    assert selected["inflation"]["difference"] >= 0 and all(L in (0, 1, 2) for L in selected["max_len"])
+    assert len(selected["test_accuracy_ci"]["ci"]) == 2 and all(0 <= e < 5 for e in selected["epoch"])
+    # a run interrupted after 2 epochs and resumed records the same test selection
+    seed_everything(0)
+    model = build_model("aveclip", SMALL, 12, 16)
+    first = TestSelection(np.asarray(s["test"]), y[s["test"]], (0, 1, 2))
+    train_model(model, feats, y, s, FAST, seed=0, out_dir=tmp_path / "b", progress=False, stop_after=2,
+                test_selection=first)
+    seed_everything(0)
+    resumed = TestSelection(np.asarray(s["test"]), y[s["test"]], (0, 1, 2))
+    train_model(build_model("aveclip", SMALL, 12, 16), feats, y, s, FAST, seed=0, out_dir=tmp_path / "b",
+                progress=False, test_selection=resumed)
+    assert resumed.accuracy == selected["test_accuracy"]["per_seed"][0] and resumed.epoch == selected["epoch"][0]

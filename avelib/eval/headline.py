@@ -31,11 +31,24 @@ def _versus(comparison: Mapping[str, Any] | None, a: str, b: str) -> Row:
             "verdict": verdict}
 
 
+def _peer(run: Mapping[str, Any]) -> Row:
+    """The peers' protocol (epoch and L chosen on test) and its inflation over ours, where recorded."""
+    selected = run.get("test_selected")
+    if not selected:
+        return {}
+    low, high = selected["test_accuracy_ci"]["ci"]
+    inflation = _versus(selected["inflation"], "test-selected", "validation-selected")
+    return {"test_selected": selected["test_accuracy"]["mean"], "test_selected_ci_low": low, "test_selected_ci_high": high,
+            **{k.replace("difference", "inflation") if "difference" in k else f"inflation_{k}": v
+               for k, v in inflation.items()}}
+
+
 def _main(reports: Path) -> dict[str, Row]:
-    rows = {"aveclip": _accuracy(read_json(reports / "metrics.json"))}
+    main = read_json(reports / "metrics.json")
+    rows = {"aveclip": {**_accuracy(main), **_peer(main)}}
     for name, run in read_json(reports / "baselines.json").items():  # vs_reference: this run - AVE-CLIP
         versus = _versus(run.get("vs_reference"), name, "aveclip")
-        rows[name] = {**_accuracy(run), **{f"minus_aveclip_{k}": v for k, v in versus.items()}}
+        rows[name] = {**_accuracy(run), **{f"minus_aveclip_{k}": v for k, v in versus.items()}, **_peer(run)}
     return rows
 
 

@@ -65,9 +65,11 @@ def main_metrics(run: Mapping[str, Any], dataset: str) -> dict[str, Any]:
 
 
 def summary(run: Mapping[str, Any], reference: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A run's SUMMARY_KEYS plus `vs_reference`: the paired test difference run - reference (None without one)."""
+    """A run's SUMMARY_KEYS (and `test_selected` where recorded) plus `vs_reference`: the paired test difference
+    run - reference (None without one)."""
     versus = compare_runs(run, reference) if reference is not None else None
-    return {k: run[k] for k in SUMMARY_KEYS} | {"vs_reference": versus}
+    peer = {"test_selected": run["test_selected"]} if "test_selected" in run else {}
+    return {k: run[k] for k in SUMMARY_KEYS} | peer | {"vs_reference": versus}
 
 
 def baselines_summary(runs: Mapping[str, Mapping[str, Any]], main: Mapping[str, Any], dataset: str) -> dict[str, Any]:

@@ -41,7 +41,8 @@ def train_jobs(params: Mapping[str, Any], features_dir: str, work: Path, shard: 
     dataset = load_dataset(data.root)
     loc, train, evaluate = localizer_configs(params)
     return train_seeds(features_dir, dataset.labels, dataset.splits, "aveclip", loc, train, evaluate, out_dir=work,
-                          dataset=dataset_label(data), encoder=Path(features_dir).name, progress=progress, shard=shard)
+                          dataset=dataset_label(data), encoder=Path(features_dir).name, progress=progress, shard=shard,
+                          peer_protocol=True)
 
 
 def evaluate_jobs(params: Mapping[str, Any], features_dir: str, names: list[str], work: Path,
@@ -52,7 +53,8 @@ def evaluate_jobs(params: Mapping[str, Any], features_dir: str, names: list[str]
     train, evaluate = section(params, "train", TrainConfig), section(params, "evaluate", EvalConfig)
     return train_variants(features_dir, dataset.labels, dataset.splits, None, train, evaluate, out_dir=work,
                              dataset=dataset_label(data), names=tuple(names), encoder=Path(features_dir).name,
-                             progress=progress, shard=shard, baselines=section(params, "baselines", BaselinesConfig))
+                             progress=progress, shard=shard, baselines=section(params, "baselines", BaselinesConfig),
+                             peer_protocol=True)
 
 
 def ablation_jobs(params: Mapping[str, Any], axis: str, features_root: str, main_metrics: str, work: Path,

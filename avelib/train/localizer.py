@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from avelib.data.ave import NUM_SEGMENTS
 from avelib.eval import metrics as M
+from avelib.eval.peer import TestSelection
 from avelib.io import write_json
 from avelib.models.baselines import BaselineConfig, segment_predictions
 from avelib.models.device import cpu_state, resolve_device
@@ -210,6 +211,7 @@ def train_model(
     out_dir: str | Path | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    test_selection: TestSelection | None = None,
 ) -> TrainResult:
     """Train `model` on features=(audio [N,10,Da], visual [N,10,Dv] or [N,10,R,Dv]), labels int [N,10].
 
@@ -218,6 +220,8 @@ def train_model(
     call, and a re-run with the same config, seed,
     initial weights and data resumes from it (otherwise it restarts); `best.pt` and `history.json`
     are written at the end. `stop_after` ends this call after that many epochs (interruption, for tests).
+    `test_selection` also scores the test split after every epoch for the peers' protocol (avelib.eval.peer);
+    it reads no RNG, so the run is the same with or without it.
     On return the model is on the CPU with the best (validation) weights and windows.
     """
     seed = cfg.seed if seed is None else seed
@@ -256,6 +260,10 @@ def train_model(
         best_val, best_epoch = ck["best_val"], ck["best_epoch"]
         best_state = {k: v.cpu() for k, v in ck["best_state"].items()}
         best_windows = tuple(ck["best_windows"]) if ck["best_windows"] is not None else None
+        if test_selection is not None:
+            if ck.get("test_selection") is None:
+                raise ValueError(f"{last}: written without the test-split record of the peer protocol; delete it to retrain")
+            test_selection.load(ck["test_selection"])
         done = " (complete: not trained again)" if start >= total else ""
         print(f"train {type(model).__name__} seed {seed}: resumed from {last} after epoch {start} of {total}{done}")
     resumed_from = start
@@ -264,6 +272,7 @@ def train_model(
         idx = rows.to(device)  # [b]
         return model.loss(model(audio[idx], visual[idx]), y_dev[idx], weights)
 
+    test_rows = torch.as_tensor(test_selection.rows if test_selection is not None else [], dtype=torch.int64)
     end = total if stop_after is None else min(total, start + stop_after)
     saved_at = time.perf_counter()
     bar = tqdm(range(start, end), desc=f"train {type(model).__name__} seed {seed}", disable=None if progress else True)
@@ -279,6 +288,8 @@ def train_model(
         history.append({"epoch": epoch, "train_loss": float(np.mean(torch.stack(losses).cpu().numpy().astype(np.float64))), "val_accuracy": val_acc,
                         "lr": lr, "windows": list(windows) if windows is not None else None,
                         "seconds": time.perf_counter() - t0})  # wall time incl. validation
+        if test_selection is not None:
+            test_selection.update(epoch, predict_arrays(model, audio[test_rows], visual[test_rows])[0])
         if val_acc > best_val:  # strict: the earliest best epoch wins ties
             best_val, best_epoch, best_windows = val_acc, epoch, windows
             best_state = cpu_state(model)
@@ -289,7 +300,8 @@ def train_model(
             save_resume_point(last, run_id, epoch=epoch + 1, model=model.state_dict(), optimizer=opt.state_dict(),
                               scheduler=sched.state_dict(), gen=gen.get_state(), history=history, best_val=best_val,
                               best_epoch=best_epoch, best_state=best_state,
-                              best_windows=list(best_windows) if best_windows is not None else None)
+                              best_windows=list(best_windows) if best_windows is not None else None,
+                              test_selection=test_selection.state() if test_selection is not None else None)
 
     model.to("cpu")  # evaluation, checkpoints and inference work on the CPU copy
     if best_state:

@@ -21,7 +21,8 @@ from avelib.data.ave import CATEGORIES
 from avelib.data.features import load_feature_set
 from avelib.distributed import Shard
 from avelib.eval import metrics as M
-from avelib.eval import stats
+from avelib.eval import peer, stats
+from avelib.eval.peer import TestSelection
 from avelib.eval.postprocess import choose_max_len, smooth_predictions
 from avelib.io import atomic_path, write_json
 from avelib.models.baselines import AVELAttention, BaselineConfig, SegmentMLP
@@ -71,8 +72,12 @@ def train_seeds(
     encoder: str = "unknown",
     shard: Shard | None = None,
     trained: str | Path | None = None,
+    peer_protocol: bool = False,
 ) -> dict[str, Any]:
     """Train `model_kind` once per seed, choose L on validation, test; the metrics dict (and files in out_dir).
+
+    `peer_protocol` also records the test accuracy the peers' protocol would report (epoch and L chosen
+    on the test split, avelib.eval.peer) under `test_selected`, with its inflation over ours.
 
     `trained`: the out_dir of a run with the very same training (only evaluation settings differ); each
     seed continues from its `seed<k>/last.pt` instead of training again (the resume check proves the match).
@@ -97,6 +102,7 @@ def train_seeds(
     out = Path(out_dir) if out_dir is not None else None
     acc, acc_raw, val_acc, chosen, epochs, seconds, histories, correct = [], [], [], [], [], [], [], []
     per_class, pr_runs, conf = [], [], np.zeros((29, 29), dtype=np.int64)
+    selections: list[TestSelection] = []
     preds: dict[str, np.ndarray] = {"test_index": te, "test_labels": labels[te]}
     for seed in eval_cfg.seeds:
         if shard is not None and not shard.take():
@@ -106,9 +112,10 @@ def train_seeds(
         seed_dir = out / f"seed{seed}" if out is not None else None
         if trained is not None and seed_dir is not None:
             _continue_from(Path(trained) / f"seed{seed}" / LAST, seed_dir / LAST)
+        selection = TestSelection(te, labels[te], tuple(eval_cfg.postprocess_candidates)) if peer_protocol else None
         t0 = time.perf_counter()
         res = train_model(model, (audio, visual), labels, splits, train_cfg, seed=seed, out_dir=seed_dir,
-                          progress=progress)
+                          progress=progress, test_selection=selection)
         seconds.append(time.perf_counter() - t0)
         if shard is not None:
             continue
@@ -132,6 +139,8 @@ def train_seeds(
         pr_runs.append(M.event_background_pr(post, labels[te]))
         conf += M.confusion_matrix(post, labels[te])
         preds[f"pred_seed{seed}"] = post
+        if selection is not None:
+            selections.append(selection)
         preds[f"raw_seed{seed}"] = raw
         if alpha is not None:
             preds[f"alpha_seed{seed}"] = alpha
@@ -161,6 +170,8 @@ def train_seeds(
         "history": histories,
         "params": {"model": resolved(model_cfg), "train": resolved(train_cfg), "evaluate": resolved(eval_cfg)},
     }
+    if selections:
+        metrics["test_selected"] = peer.summary(selections, metrics)
     if out is not None:
         write_json(metrics, out / "metrics.json")
         with atomic_path(out / "predictions.npz") as tmp:
@@ -202,6 +213,7 @@ def train_variants(
     encoder: str = "unknown",
     shard: Shard | None = None,
     baselines: BaselinesConfig = BaselinesConfig(),
+    peer_protocol: bool = False,
 ) -> dict[str, Any]:
     """The evaluation stage: AVE-CLIP, its audio-only and visual-only variants, and AVEL and the MLP
     with `baselines` (their sizes and learning rate); `names` picks a subset of VARIANTS by name
@@ -228,7 +240,8 @@ def train_variants(
         else:
             cfg, train = baselines.model, baselines.train_config(train_cfg)
         runs[name] = train_seeds(features, labels, splits, kind, cfg, train, eval_cfg,
-                                    out / name if out is not None else None, dataset, progress, encoder, shard)
+                                    out / name if out is not None else None, dataset, progress, encoder, shard,
+                                    peer_protocol=peer_protocol)
     combined = {**runs.get("aveclip", {}), "variants": runs}
     if out is not None and shard is None:
         write_json(combined, out / "metrics.json")
