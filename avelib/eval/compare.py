@@ -102,7 +102,7 @@ def report_lines(rows: list[Row]) -> list[str]:
         check = ("same" if r.same else "CHANGED") if r.inside_ci is None else ("inside CI" if r.inside_ci else "OUTSIDE CI")
         check = check if r.present else "absent in this run"
         lines.append(f"{r.name[:78]:<78} {_text(r.reference)[:14]:>14} {_text(r.this)[:14]:>14} {diff:>8}  {check}")
-    verdicts = [r for r in rows if r.present and isinstance(r.reference, str)]
+    verdicts = _verdicts(rows)
     numbers = [r for r in rows if r.inside_ci is not None]
     absent = [r.name for r in rows if not r.present]
     lines.append(f"verdicts: {sum(r.same for r in verdicts)} of {len(verdicts)} the same; numbers: "
@@ -113,9 +113,14 @@ def report_lines(rows: list[Row]) -> list[str]:
     return lines
 
 
+def _verdicts(rows: list[Row]) -> list[Row]:
+    """The verdict rows present in both runs."""
+    return [r for r in rows if r.present and isinstance(r.reference, str)]
+
+
 def changed_verdicts(rows: list[Row]) -> list[str]:
     """The verdicts present in both runs that differ (the exit status of compare-runs)."""
-    return [r.name for r in rows if r.present and isinstance(r.reference, str) and not r.same]
+    return [r.name for r in _verdicts(rows) if not r.same]
 
 
 def machine_line(reports: str | Path) -> str:
