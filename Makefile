@@ -41,7 +41,8 @@ test: install
 faults: install
 	$(PY) -m pytest -m "faults or distributed"
 
-# the README's paper command on stand-ins of AVE_Dataset.zip and AudioCLIP-Full-Training.pt (needs ../shared)
+# the README's paper command on stand-ins of AVE_Dataset.zip and AudioCLIP-Full-Training.pt (needs ../shared),
+# and its release-chain command on stand-in release features
 paper-smoke: install
 	$(PY) -m pytest -m paper_smoke -s
 

@@ -158,8 +158,11 @@ def add_weights(sub: argparse._SubParsersAction) -> None:
 
 
 def _fixtures(args: argparse.Namespace) -> int:
-    from avelib.fixtures import write_paper_fixtures
+    from avelib.fixtures import write_paper_fixtures, write_release_features
 
+    if args.kind == "release":
+        print(f"release features: {write_release_features(args.out, args.videos, args.seed)}")
+        return 0
     for name, path in write_paper_fixtures(args.out, args.keys, args.videos, args.seed).items():
         print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
     return 0
@@ -168,18 +171,25 @@ def _fixtures(args: argparse.Namespace) -> int:
 def add_fixtures(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fixtures",
-        help="write stand-ins of the paper setting's inputs (AVE_Dataset.zip, AudioCLIP-Full-Training.pt)",
-        description="Write a stand-in AVE_Dataset.zip in the release layout (SynthAVE content encoded like "
+        help="write stand-ins of real inputs (AVE_Dataset.zip and AudioCLIP-Full-Training.pt, or the release features)",
+        description="paper: a stand-in AVE_Dataset.zip in the release layout (SynthAVE content encoded like "
         "YouTube-derived AVE files) and a full-size AudioCLIP-Full-Training.pt in the official key layout "
-        "(values by the conformance stand-in rule), for the paper-profile smoke run.",
+        "(values by the conformance stand-in rule), for the paper-profile smoke run. release: the AVE release's "
+        "feature folder (VGG19/VGGish h5 files, labels, *_order.h5) with learnable stand-in features.",
     )
-    p.add_argument("kind", choices=["paper"], help="which set of inputs")
+    p.add_argument("kind", choices=["paper", "release"], help="which set of inputs")
     p.add_argument("--out", type=Path, required=True, help="folder to write into")
     p.add_argument("--keys", type=Path, default=Path("../shared/conformance/audioclip/keys.tsv"),
                    help="keys.tsv of the official checkpoint (default: %(default)s)")
-    p.add_argument("--videos", type=int, default=12, help="videos in the zip (default: %(default)s)")
+    p.add_argument("--videos", type=int, default=12, help="videos (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="content seed (default: %(default)s)")
     p.set_defaults(func=_fixtures)
+
+
+def add_release_chain(sub: argparse._SubParsersAction) -> None:
+    from avelib.release_chain import add_release_chain as add
+
+    add(sub)
 
 
 def add_stage(sub: argparse._SubParsersAction) -> None:
@@ -196,7 +206,7 @@ def add_dvc_yaml(sub: argparse._SubParsersAction) -> None:
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_stage, add_dvc_yaml, add_predict, add_report, add_readme_tables, add_compare_runs, add_plots_template,
-    add_weights, add_fixtures,
+    add_weights, add_fixtures, add_release_chain,
 ]
 
 

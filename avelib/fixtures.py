@@ -5,11 +5,15 @@
   SynthAVE content encoded the way YouTube-derived AVE files are: 24-30 fps (NTSC 29.97 included),
   non-square frames, 44.1 and 48 kHz AAC, mono and stereo, one clip shorter than 10 s, one video id
   serving two samples (AVE reuses 46 ids).
+- `write_release_features`: the AVE release's feature folder (`visual_feature.h5` [N,10,7,7,512] and
+  `audio_feature.h5` [N,10,128] float64, `labels.h5` [N,10,29], `labels_closs.h5` [N,10], `mil_labels.h5`
+  [N,29] float32 under `avadataset`; `{train,val,test}_order.h5` int64 0-based rows under `order`) holding
+  learnable stand-in features (avelib.data.features.synthetic_features) at any size.
 - `write_standin_checkpoint`: a full-size `AudioCLIP-Full-Training.pt` with every key and shape of
   `shared/conformance/audioclip/keys.tsv`, values by that folder's stand-in rule, saved as the
   release file is (a plain state_dict), so it loads through `AudioCLIP.from_checkpoint`.
 
-CLI: `python -m avelib fixtures paper --out DIR`.
+CLI: `python -m avelib fixtures paper --out DIR`, `python -m avelib fixtures release --out DIR`.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from avelib.data.ave import CATEGORIES, HEADER, NUM_SEGMENTS, SPLIT_FILES, Record
+from avelib.data.ave import BACKGROUND, CATEGORIES, HEADER, NUM_CLASSES, NUM_SEGMENTS, SPLIT_FILES, Record
 from avelib.data.synth import SynthConfig, assign_labels_and_splits, plan_video, write_video
 from avelib.data.synth_render import render_audio, render_frames
 from avelib.io import atomic_path
@@ -194,6 +198,32 @@ def write_standin_checkpoint(keys_tsv: str | Path, out: str | Path) -> Path:
     with atomic_path(out) as tmp:
         torch.save(state, tmp)
     return Path(out)
+
+
+def write_release_features(out_dir: str | Path, num_videos: int = 60, seed: int = 0) -> Path:
+    """A stand-in of the release's `data/` folder in `out_dir` (layout in the module docstring)."""
+    import h5py
+
+    from avelib.data.features import KEY, ORDER_KEY, synthetic_features
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    audio, visual, labels, splits = synthetic_features(num_videos, audio_dim=128, visual_dim=512, seed=seed)
+    noise = rng.normal(scale=0.1, size=(num_videos, NUM_SEGMENTS, 7, 7, 512))  # [N,10,7,7,512]
+    regions = visual[:, :, None, None, :] + noise - noise.mean(axis=(2, 3), keepdims=True)  # 7x7 mean = visual
+    onehot = np.eye(NUM_CLASSES, dtype=np.float32)[labels]  # [N,10,29]
+    first = [row[row < BACKGROUND][0] if (row < BACKGROUND).any() else rng.integers(BACKGROUND) for row in labels]
+    arrays = {"visual_feature.h5": regions.astype(np.float64), "audio_feature.h5": audio.astype(np.float64),
+              "labels.h5": onehot, "labels_closs.h5": (labels < BACKGROUND).astype(np.float32),
+              "mil_labels.h5": np.eye(NUM_CLASSES, dtype=np.float32)[first]}  # the video's category
+    for name, array in arrays.items():
+        with h5py.File(out_dir / name, "w") as f:
+            f.create_dataset(KEY, data=array)
+    for split, rows in splits.items():
+        with h5py.File(out_dir / f"{split}_order.h5", "w") as f:
+            f.create_dataset(ORDER_KEY, data=rng.permutation(rows).astype(np.int64))  # unsorted, as in the release
+    return out_dir
 
 
 def write_paper_fixtures(out_dir: str | Path, keys_tsv: str | Path, num_videos: int = 12, seed: int = 0) -> dict[str, Path]:

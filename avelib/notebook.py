@@ -114,12 +114,20 @@ def run_stage(name: str, item: str | None = None, params_path: str | Path = "par
                                                if entry.foreach else "takes no --item"))
     params = load_params(params_path)
     check_params(params)
-    parameters = {"params": pipeline.stage_params(entry, params, item), **pipeline.stage_paths(entry, item)}
+    return execute_stage(entry, item, params, pipeline.stage_paths(entry, item), REPORTS, notebooks_dir)
+
+
+def execute_stage(entry: pipeline.Stage, item: str | None, params: Mapping[str, Any], paths: Mapping[str, str],
+                  reports_dir: Path = REPORTS, notebooks_dir: str | Path = NOTEBOOKS) -> Path:
+    """A notebook stage with the stage's keys of `params` and these path parameters; the executed notebook,
+    its HTML and its timing go under `reports_dir`."""
+    assert entry.notebook is not None
+    parameters = {"params": pipeline.stage_params(entry, params, item), **paths}
     stage, start = entry.output_name(item), time.perf_counter()
     with _recording_reads(stage):
-        html = run_notebook(entry.notebook, parameters, notebooks_dir=notebooks_dir, output_name=stage)
-    timing = stage_timing(stage, time.perf_counter() - start, REPORTS / "notebooks" / f"{stage}.ipynb")
-    write_json(timing, REPORTS / TIMINGS / f"{stage}.json")
+        html = run_notebook(entry.notebook, parameters, reports_dir, notebooks_dir, output_name=stage)
+    timing = stage_timing(stage, time.perf_counter() - start, reports_dir / "notebooks" / f"{stage}.ipynb")
+    write_json(timing, reports_dir / TIMINGS / f"{stage}.json")
     print(f"{timing['stage']}: {timing['seconds']:.1f} s, peak RSS {timing['peak_rss_mib']:.0f} MiB (largest process)")
     return html
 

@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"stages", "viz"},
     {"preflight", "fixtures", "plots", "captions", "predict"},
     {"explore", "report"},
-    {"pipeline", "notebook", "__main__", "ranks"},  # the stage table and runner, the command line, the torchrun worker
+    {"pipeline", "notebook", "release_chain", "__main__", "ranks"},  # the stage table and runners, the command line, the torchrun worker
 ]
 MAX_LINES = 410
 

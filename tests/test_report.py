@@ -314,7 +314,7 @@ def _task_reports(reports: Path) -> None:
     audio, visual, labels, splits = synthetic_features(n=40, audio_dim=8, visual_dim=8, seed=0)
     video = np.eye(29, dtype=np.float32)[np.where((labels != 28).any(1), labels.min(1), 28)]
     ev = EvalConfig(seeds=(0,))
-    train = BaselinesConfig().train_config(TrainConfig(phases=(), epochs=2))
+    train = BaselinesConfig().train_config(TrainConfig(phases=(), epochs=2), "mlp")
     runs = {("aveclip", "finetuned"): train_weak_seeds((audio, visual), video, labels, splits, "mlp", BaselineConfig(),
                                                     train, ev, WeakConfig(), None, False)}
     write_json(weak_summary(runs, None, "SynthAVE", "protocol text"), reports / "weak.json")

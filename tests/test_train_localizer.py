@@ -157,7 +157,7 @@ def test_evaluate_seeds_metrics_format(data, tmp_path):
     assert on_disk["test_accuracy"] == m["test_accuracy"]
     npz = np.load(tmp_path / "out" / "predictions.npz")
     assert npz["pred_seed1"].shape == (len(s["test"]), 10) and "alpha_seed0" in npz
-    m2 = train_seeds(feats, y, s, "mlp", BaselineConfig(hidden=8), BaselinesConfig().train_config(FAST),
+    m2 = train_seeds(feats, y, s, "mlp", BaselineConfig(hidden=8), BaselinesConfig().train_config(FAST, "mlp"),
                         EvalConfig(seeds=(0,)), progress=False)
     assert m2["model"] == "mlp" and m2["params"]["train"]["lr"] == BaselinesConfig().lr
 
@@ -169,7 +169,12 @@ def test_params_yaml_sections_parse():
     section(params, "localizer", LocalizerConfig)
     section(params, "train", TrainConfig)
     section(params, "evaluate", EvalConfig)
-    assert isinstance(section(params, "baselines", BaselinesConfig).model, BaselineConfig)
+    baselines = section(params, "baselines", BaselinesConfig)
+    assert isinstance(baselines.model, BaselineConfig)
+    avel = baselines.train_config(section(params, "train", TrainConfig), "avel")  # AVEL's recipe, not the localizer's
+    assert (avel.lr, avel.epochs, avel.phases, avel.batch_size, avel.grad_clip, avel.schedule) == (1e-3, 300, (), 64, 0, "none")
+    assert baselines.train_config(TrainConfig(), "avel", weak=True).epochs == 250
+    assert baselines.train_config(TrainConfig(), "mlp") == TrainConfig(lr=baselines.lr)
     with pytest.raises(ParamsError):
         section({"train": {"epoch": 3}}, "train", TrainConfig)
 
@@ -241,3 +246,34 @@ def test_peer_protocol_is_recorded_beside_and_never_changes_ours(data, tmp_path)
     train_model(build_model("aveclip", SMALL, 12, 16), feats, y, s, FAST, seed=0, out_dir=tmp_path / "b",
                 progress=False, test_selection=resumed)
     assert resumed.accuracy == selected["test_accuracy"]["per_seed"][0] and resumed.epoch == selected["epoch"][0]
+
+
+def test_peer_table_has_every_main_table_run(data, tmp_path):
+    """AVE-CLIP, its one-modality variants (the `modality` axis, trained with the peer protocol) and the baselines."""
+    from avelib.eval.loaders import main_table_runs
+    from avelib.eval.peer import peer_rows
+    from avelib.eval.results import baselines_summary, main_metrics
+    from avelib.io import write_json
+    from avelib.params import resolved
+    from avelib.train.ablations import merge_axes, run_axis, write_axis
+
+    (audio, visual), y, s = data
+    write_features(tmp_path / "finetuned" / "audio.h5", audio)
+    write_features(tmp_path / "finetuned" / "visual_mean.h5", visual)
+    ev = EvalConfig(seeds=(0,))
+    main = train_seeds((audio, visual), y, s, "aveclip", SMALL, FAST, ev, progress=False, peer_protocol=True)
+    mlp = train_seeds((audio, visual), y, s, "mlp", BaselineConfig(hidden=8), BaselinesConfig().train_config(FAST, "mlp"),
+                      ev, progress=False, peer_protocol=True)
+    base = {"localizer": resolved(SMALL), "train": resolved(FAST), "evaluate": resolved(ev)}
+    axis = run_axis("modality", {"audio": {"localizer": {"modality": "audio"}}, "both": {}}, base, tmp_path, y, s,
+                    "toy", main_run=main, progress=False, peer_protocol=True)
+    reports = tmp_path / "reports"
+    write_json(main_metrics(main, "toy"), reports / "metrics.json")
+    write_json(baselines_summary({"mlp": mlp}, main, "toy"), reports / "baselines.json")
+    write_axis(axis, reports / "ablations" / "modality.json")
+    write_json(merge_axes([reports / "ablations" / "modality.json"]), reports / "ablations.json")
+    rows = peer_rows(main_table_runs(reports))
+    assert [r[0] for r in rows] == ["AVE-CLIP (ours)", "AVE-CLIP, audio only", "per-second MLP (our harness)"]
+    audio_only = next(v for v in axis["variants"] if v["name"] == "audio")
+    assert rows[1][1] == f"{100 * audio_only['test_accuracy']['mean']:.2f}"
+    assert audio_only["test_selected"]["inflation"]["difference"] >= 0  # test selection never loses to ours

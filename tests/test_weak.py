@@ -3,6 +3,8 @@ tiny tensors; seed runs that see video-level labels only, resume per seed, and t
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from avelib.eval.tasks import weak_summary
 from avelib.models.baselines import BaselineConfig
 from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig
 from avelib.train import weak as W
-from avelib.train.localizer import BaselinesConfig, EvalConfig, PhaseConfig, TrainConfig
+from avelib.train.localizer import AVELRecipe, BaselinesConfig, EvalConfig, PhaseConfig, TrainConfig
 
 TRAIN = TrainConfig(phases=(PhaseConfig((10,), 1), PhaseConfig((10, 5), 2)), threads=1)
 
@@ -107,11 +109,16 @@ def test_seed_runs_are_deterministic_resume_and_summarize(tmp_path, monkeypatch)
     fresh = W.train_weak_seeds((audio, visual), video, labels, splits, "aveclip", loc, TRAIN, ev, cfg, None, False)
     assert fresh["test_accuracy"] == run["test_accuracy"]  # same seeds, same numbers
     mlp = W.train_weak_seeds((audio, visual), video, labels, splits, "mlp", BaselineConfig(),
-                          BaselinesConfig().train_config(TRAIN), ev, cfg, None, False)
+                          BaselinesConfig().train_config(TRAIN, "mlp"), ev, cfg, None, False)
     summary = weak_summary({("aveclip", "finetuned"): run, ("mlp", "finetuned"): mlp}, run, "toy", "p")
     assert [c["b"] for c in summary["comparisons"]] == ["AVE-CLIP, weak (fine-tuned towers)",
                                                         "per-second MLP, weak (fine-tuned towers)"]
     assert summary["comparisons"][0]["difference"] == 0  # the run against itself
+    events = (labels[splits["test"]] != 28).sum(axis=1)  # [Nte]
+    for seed in (0, 1):  # AVEL's argmax rule never predicts background
+        record = json.loads((tmp_path / "w" / f"seed{seed}.json").read_text())
+        assert (np.asarray(record["test_correct_seconds_argmax"]) <= events).all()
+    assert summary["runs"][0]["test_accuracy_argmax"] == run["test_accuracy_argmax"]
     assert len(summary["example"]["labels"]) == 4
 
 
@@ -122,6 +129,7 @@ def test_classic_vgg_route_trains_avel_weakly(tmp_path):
     feats = load_classic_features(tmp_path)
     splits = load_classic_splits(tmp_path)
     run = W.train_weak_seeds((feats.audio, feats.visual), _video_labels(feats.labels), feats.labels, splits, "avel",
-                          BaselineConfig(), BaselinesConfig().train_config(TRAIN), EvalConfig(seeds=(0,)),
+                          BaselineConfig(), BaselinesConfig(avel=AVELRecipe(weak_epochs=2)).train_config(TRAIN, "avel", True),
+                          EvalConfig(seeds=(0,)),
                           W.WeakConfig(), None, False)
     assert 0.0 <= run["test_accuracy"]["mean"] <= 1.0 and len(run["test_correct_seconds"][0]) == 1

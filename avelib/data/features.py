@@ -119,7 +119,7 @@ def _read_visual_chunked(
         return pooled, regions
 
 
-def _read_array(path: Path, ndim: int, what: str, width: int = NUM_SEGMENTS) -> np.ndarray:
+def read_array(path: Path, ndim: int, what: str, width: int = NUM_SEGMENTS) -> np.ndarray:
     _require_file(path)
     with h5py.File(path, "r") as f:
         ds = _open_dataset(f, path, KEY)
@@ -133,8 +133,8 @@ def load_classic_features(
 ) -> ClassicFeatures:
     """Load `visual_feature.h5`, `audio_feature.h5`, `labels.h5` of the AVE release from `directory`."""
     directory = Path(directory)
-    audio = _read_array(directory / "audio_feature.h5", 3, "[N,10,128]").astype(np.float32)  # [N,10,128]
-    onehot = _read_array(directory / "labels.h5", 3, f"[N,10,{NUM_CLASSES}]")  # [N,10,29]
+    audio = read_array(directory / "audio_feature.h5", 3, "[N,10,128]").astype(np.float32)  # [N,10,128]
+    onehot = read_array(directory / "labels.h5", 3, f"[N,10,{NUM_CLASSES}]")  # [N,10,29]
     if onehot.shape[2] != NUM_CLASSES:
         raise FeatureFileError(f"{directory / 'labels.h5'}: last axis is {onehot.shape[2]}, expected {NUM_CLASSES}")
     labels = onehot.argmax(axis=2).astype(np.int64)  # [N,10]
@@ -147,7 +147,7 @@ def load_classic_features(
 
 def read_video_labels(path: str | Path) -> np.ndarray:
     """float32 [N,29] video-level labels of the release's `mil_labels.h5` (key `avadataset`), for the weak task."""
-    return _read_array(Path(path), 2, f"[N,{NUM_CLASSES}]", width=NUM_CLASSES).astype(np.float32)
+    return read_array(Path(path), 2, f"[N,{NUM_CLASSES}]", width=NUM_CLASSES).astype(np.float32)
 
 
 def load_classic_splits(directory: str | Path) -> dict[str, np.ndarray]:

@@ -17,6 +17,9 @@ ANNOTATIONS = "Annotations.txt"
 
 def prepare_dataset(data: DataConfig, synth: SynthConfig, progress: bool = True) -> AVEDataset:
     """Make `data.root` a complete AVE-layout dataset and return it loaded."""
+    if data.dataset == "release":
+        raise ValueError(f"data.dataset = release ({data.root}): the release's features need no data, decode, "
+                         "pretrain, finetune or extract stage; run `python -m avelib release-chain` (README)")
     if data.dataset == "synthave":
         generate(synth, data.root, progress=progress)
     elif not (data.root / ANNOTATIONS).is_file():

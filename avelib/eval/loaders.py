@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from avelib.eval.claims import Comparison, ablation_comparisons, baseline_comparisons, p_text
+from avelib.eval.results import RUN_LABELS
 from avelib.eval.stats import direction
 from avelib.io import read_json
 
@@ -85,6 +86,22 @@ def load_ablations(path: str | Path) -> dict[str, list[dict[str, Any]]]:
                 row[key] = _stat(v[key], path, f"variants[{i}].{key}")
         groups.setdefault(v["axis"], []).append(row)
     return groups
+
+
+def main_table_runs(reports: str | Path) -> dict[str, dict[str, Any]]:
+    """The main table's runs by label, from the files present: AVE-CLIP, its one-modality variants (the
+    `modality` ablation axis) and the baselines."""
+    reports = Path(reports)
+    runs: dict[str, dict[str, Any]] = {}
+    if (reports / "metrics.json").is_file():
+        runs[RUN_LABELS["aveclip"]] = load_metrics(reports / "metrics.json")
+    if (reports / "ablations.json").is_file():
+        for v in load_ablations(reports / "ablations.json").get("modality", []):
+            if not v.get("is_full_model"):
+                runs[RUN_LABELS.get(f"aveclip_{v['name']}_only", f"AVE-CLIP, {v['name']}")] = v
+    if (reports / "baselines.json").is_file():
+        runs |= {str(b.get("label") or n): b for n, b in load_baselines(reports / "baselines.json").items()}
+    return runs
 
 
 def stage_a_text(summary: Mapping[str, Any]) -> str:

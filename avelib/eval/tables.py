@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from avelib.eval.claims import FULL_MODEL, FULL_ROW, ci_text, versus_cells
-from avelib.eval.loaders import load_ablations, load_baselines, load_metrics, stage_a_text
+from avelib.eval.loaders import load_ablations, load_baselines, load_metrics, main_table_runs, stage_a_text
 from avelib.eval.peer import PEER_CAPTION, PEER_HEADER, peer_rows
 from avelib.eval.tasks import (COMPARISON_HEADER, CROSSMODAL_HEADER, WEAK_HEADER, comparison_cells, crossmodal_rows,
                                weak_rows)
@@ -130,7 +130,7 @@ def readme_results(reports: str | Path) -> str:
     lines = [f"{main['dataset']} test split: {videos} videos, {seeds} seeds. Paired differences on the same "
              "videos; CIs by a crossed bootstrap over test videos and seeds (avelib.eval.stats).", ""]
     lines += _markdown(["run", *head], rows) + [""]
-    peer = peer_rows({FULL_MODEL: main, **{str(b.get("label") or n): b for n, b in load_baselines(reports / "baselines.json").items()}})
+    peer = peer_rows(main_table_runs(reports))
     if peer:
         lines += [PEER_CAPTION, ""] + _markdown(PEER_HEADER, peer) + [""]
     ablation_rows = []

@@ -18,7 +18,7 @@ from avelib.eval.claims import p_text, points
 from avelib.eval.stats import compare_runs
 
 MODEL_LABELS = {"aveclip": "AVE-CLIP", "avel": "AVEL", "mlp": "per-second MLP"}
-ENCODER_LABELS = {"finetuned": "fine-tuned towers", "frozen": "frozen towers"}
+ENCODER_LABELS = {"finetuned": "fine-tuned towers", "frozen": "frozen towers", "release": "release features"}
 DIRECTIONS = ("a2v", "v2a")
 
 
@@ -47,12 +47,14 @@ def _named(a: str, b: str, diff: Mapping[str, Any]) -> dict[str, Any]:
 
 def weak_comparisons(runs: Mapping[tuple[str, str], Mapping[str, Any]],
                      supervised: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """Supervised vs weak AVE-CLIP (fine-tuned towers), weak AVE-CLIP vs each weak baseline per encoder,
-    and fine-tuned vs frozen towers per model; only the pairs whose runs exist."""
+    """Supervised vs weak AVE-CLIP (on the main run's features: fine-tuned towers, or the release's), weak
+    AVE-CLIP vs each weak baseline per encoder, and fine-tuned vs frozen towers per model; only the pairs
+    whose runs exist."""
     out = []
-    if supervised is not None and ("aveclip", "finetuned") in runs:
-        out.append(_named("AVE-CLIP, supervised (fine-tuned towers)", weak_label("aveclip", "finetuned"),
-                          compare_runs(supervised, runs[("aveclip", "finetuned")])))
+    main = next((e for e in ("finetuned", "release") if ("aveclip", e) in runs), None)
+    if supervised is not None and main is not None:
+        out.append(_named(f"AVE-CLIP, supervised ({ENCODER_LABELS[main]})", weak_label("aveclip", main),
+                          compare_runs(supervised, runs[("aveclip", main)])))
     encoders = sorted({e for _, e in runs}, key=list(ENCODER_LABELS).index)
     for enc in encoders:
         for other in ("avel", "mlp"):
@@ -71,6 +73,7 @@ def weak_summary(runs: Mapping[tuple[str, str], Mapping[str, Any]], supervised: 
     """`reports/weak.json` from the runs keyed (model, encoder) (avelib.train.weak.train_weak_seeds)."""
     rows = [{"label": weak_label(m, e), "model": m, "encoder": e, "dataset": dataset,
              **{k: run[k] for k in ("test_accuracy", "test_accuracy_ci", "test_accuracy_fixed", "test_accuracy_fixed_ci",
+                                    "test_accuracy_argmax", "test_accuracy_argmax_ci",
                                     "val_accuracy", "test_video_accuracy", "chosen_threshold", "best_epoch", "pool",
                                     "seeds", "test_correct_seconds")}}
             for (m, e), run in runs.items()]
@@ -121,7 +124,8 @@ def ci_percent(ci: Any) -> str:
 
 # One row builder per result file; the notebook (pandas), README (Markdown) and report (HTML) tables
 # are formatters of these rows.
-WEAK_HEADER = ["run", "test acc. (%)", "95 % CI", "fixed 0.5: test acc. (%)", "95 % CI", "val acc. (%)", "video acc. (%)"]
+WEAK_HEADER = ["run", "test acc. (%)", "95 % CI", "fixed 0.5: test acc. (%)", "95 % CI",
+               "AVEL's rule, argmax: test acc. (%)", "95 % CI", "val acc. (%)", "video acc. (%)"]
 CROSSMODAL_HEADER = ["method (towers)", "A2V acc. (%)", "95 % CI", "V2A acc. (%)", "95 % CI"]
 
 
@@ -131,10 +135,11 @@ def weak_rows(summary: Mapping[str, Any]) -> list[list[str]]:
     if summary.get("supervised"):
         s = summary["supervised"]
         rows.append(["AVE-CLIP, supervised (for reference)", pct_text(s["test_accuracy"]),
-                     ci_percent(s["test_accuracy_ci"]["ci"]), "—", "—", "—", "—"])
+                     ci_percent(s["test_accuracy_ci"]["ci"]), *["—"] * (len(WEAK_HEADER) - 3)])
     for r in summary["runs"]:
         rows.append([r["label"], pct_text(r["test_accuracy"]), ci_percent(r["test_accuracy_ci"]["ci"]),
-                     pct_text(r["test_accuracy_fixed"]), ci_percent(r["test_accuracy_fixed_ci"]["ci"]),
+                     *(t for rule in ("fixed", "argmax") for t in (pct_text(r[f"test_accuracy_{rule}"]),
+                                                                    ci_percent(r[f"test_accuracy_{rule}_ci"]["ci"]))),
                      pct_text(r["val_accuracy"]), pct_text(r["test_video_accuracy"])])
     return rows
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from avelib.eval.claims import FULL_ROW, ci_text, versus_cells
-from avelib.eval.loaders import ReportInputError, load_ablations, load_baselines, load_metrics, read_mapping, stage_a_text
+from avelib.eval.loaders import (ReportInputError, load_ablations, load_baselines, load_metrics, main_table_runs, read_mapping,
+                                 stage_a_text)
 from avelib.eval.peer import PEER_CAPTION, PEER_HEADER, peer_rows
 from avelib.report import blocks as B
 from avelib.report.blocks import Block
@@ -92,11 +93,9 @@ def main_table(reports: Path) -> list[Block]:
         method = B.cell(p["method"], note=f"[{p['features']}]" if p["features"] else "")
         rows.append([method, p["dataset"], source, acc, "—", "—", "—", "—", "—", "—"])
     peer: list[Block] = []
-    if metrics_path.is_file() and baselines_path.is_file():
-        runs = {"AVE-CLIP (ours)": load_metrics(metrics_path),
-                **{str(b.get("label") or n): b for n, b in load_baselines(baselines_path).items()}}
-        rows_peer = peer_rows(runs)
-        peer = [B.text(PEER_CAPTION, "cap"), B.table(PEER_HEADER, rows_peer, id="peer-table")] if rows_peer else []
+    rows_peer = peer_rows(main_table_runs(metrics_path.parent))
+    if rows_peer:
+        peer = [B.text(PEER_CAPTION, "cap"), B.table(PEER_HEADER, rows_peer, id="peer-table")]
     return [B.text(MAIN_CAPTION, "cap"), *([B.table(header, rows, id="main-table")] if rows else []), *notes, *peer]
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from avelib.data.ave import load_dataset
-from avelib.data.cache import DataConfig
-from avelib.data.cache import dataset_label
+from avelib.data.cache import DataConfig, dataset_label
+from avelib.data.release import load_labels, main_encoder
 from avelib.distributed import Shard, launch, spread
 from avelib.io import read_json, resumable_dir
 from avelib.models.localizer import LocalizerConfig
@@ -21,6 +20,9 @@ from avelib.params import resolved, section, value
 from avelib.train.ablations import run_axis
 from avelib.train.localizer import BaselinesConfig, EvalConfig, TrainConfig
 from avelib.train.runs import train_seeds, train_variants
+
+
+PEER_AXES = ("modality",)  # its one-modality runs are main-table runs: they record the peers' protocol too
 
 
 def localizer_configs(params: Mapping[str, Any]) -> tuple[LocalizerConfig, TrainConfig, EvalConfig]:
@@ -38,7 +40,7 @@ def train_jobs(params: Mapping[str, Any], features_dir: str, work: Path, shard: 
                progress: bool = True) -> dict[str, Any]:
     """The train stage's runs in `work` (with a shard: only that rank's seeds, trained, not evaluated)."""
     data = section(params, "data", DataConfig)
-    dataset = load_dataset(data.root)
+    dataset = load_labels(data)
     loc, train, evaluate = localizer_configs(params)
     return train_seeds(features_dir, dataset.labels, dataset.splits, "aveclip", loc, train, evaluate, out_dir=work,
                           dataset=dataset_label(data), encoder=Path(features_dir).name, progress=progress, shard=shard,
@@ -49,7 +51,7 @@ def evaluate_jobs(params: Mapping[str, Any], features_dir: str, names: list[str]
                   shard: Shard | None = None, progress: bool = True) -> dict[str, Any]:
     """The evaluate stage's runs `names` (baselines of avelib.train.runs.VARIANTS) in `work`."""
     data = section(params, "data", DataConfig)
-    dataset = load_dataset(data.root)
+    dataset = load_labels(data)
     train, evaluate = section(params, "train", TrainConfig), section(params, "evaluate", EvalConfig)
     return train_variants(features_dir, dataset.labels, dataset.splits, None, train, evaluate, out_dir=work,
                              dataset=dataset_label(data), names=tuple(names), encoder=Path(features_dir).name,
@@ -61,11 +63,12 @@ def ablation_jobs(params: Mapping[str, Any], axis: str, features_root: str, main
                   shard: Shard | None = None, progress: bool = True) -> dict[str, Any]:
     """One ablation axis's variants in `work`."""
     data = section(params, "data", DataConfig)
-    dataset = load_dataset(data.root)
+    dataset = load_labels(data)
     base = dict(zip(("localizer", "train", "evaluate"), map(resolved, localizer_configs(params))))
     return run_axis(axis, value(params, f"ablations.{axis}"), base, features_root, dataset.labels, dataset.splits,
                     dataset_label(data), main_run=read_json(main_metrics), main_dir=Path(main_metrics).parent,
-                    out_dir=work, progress=progress, shard=shard)
+                    out_dir=work, progress=progress, shard=shard, main_features=main_encoder(data),
+                    peer_protocol=axis in PEER_AXES)
 
 
 JOBS = {"train": train_jobs, "evaluate": evaluate_jobs, "ablate": ablation_jobs}

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from avelib.data.ave import load_dataset, video_labels
 from avelib.data.cache import DataConfig, dataset_label
 from avelib.data.features import load_feature_set
+from avelib.data.release import load_labels
 from avelib.distributed import Shard, launch, spread
 from avelib.eval.tasks import weak_summary
 from avelib.io import read_json, resumable_dir
@@ -32,17 +32,16 @@ WEAK_PROTOCOL = (
 def weak_jobs(params: Mapping[str, Any], features_root: str, work: Path, shard: Shard | None = None,
               progress: bool = True) -> dict[tuple[str, str], Any]:
     """Every model of `weak.models` trained weakly on every `weak.encoders` folder, records in `work`."""
-    dataset = load_dataset(section(params, "data", DataConfig).root)
+    dataset = load_labels(section(params, "data", DataConfig))
     loc, train, evaluate = localizer_configs(params)
     weak = section(params, "weak", WeakConfig)
     baselines = section(params, "baselines", BaselinesConfig)
-    videos = video_labels(dataset.records)  # [N,29]
     runs = {}
     for enc in weak.encoders:
         features = load_feature_set(Path(features_root) / enc, visual=evaluate.visual)
         for kind in weak.models:
-            cfg, tc = (loc, train) if kind == "aveclip" else (baselines.model, baselines.train_config(train))
-            runs[(kind, enc)] = train_weak_seeds(features, videos, dataset.labels, dataset.splits, kind, cfg, tc, evaluate,
+            cfg, tc = (loc, train) if kind == "aveclip" else (baselines.model, baselines.train_config(train, kind, weak=True))
+            runs[(kind, enc)] = train_weak_seeds(features, dataset.videos, dataset.labels, dataset.splits, kind, cfg, tc, evaluate,
                                               weak, out_dir=work / kind / enc, progress=progress, shard=shard)
     return runs
 

@@ -26,9 +26,10 @@ VARIANT_KEYS = ("features", "localizer", "train", "evaluate")
 
 
 def variant_configs(
-    overrides: Mapping[str, Any], base: Mapping[str, Mapping[str, Any]], where: str
+    overrides: Mapping[str, Any], base: Mapping[str, Mapping[str, Any]], where: str, main_features: str = "finetuned"
 ) -> tuple[str, LocalizerConfig, TrainConfig, EvalConfig]:
-    """(features name, localizer, train, evaluate configs) of one variant over the `base` sections."""
+    """(features name, localizer, train, evaluate configs) of one variant over the `base` sections; a variant
+    without `features` reads the main run's (`main_features`)."""
     unknown = sorted(set(overrides) - set(VARIANT_KEYS))
     if unknown:
         raise ParamsError(f"{where}: unknown key(s) {unknown}; a variant may set {list(VARIANT_KEYS)}")
@@ -36,7 +37,7 @@ def variant_configs(
     loc = from_dict(LocalizerConfig, merged["localizer"], f"{where}.localizer")
     train = _phases_within(from_dict(TrainConfig, merged["train"], f"{where}.train"), loc.windows)
     evaluate = from_dict(EvalConfig, merged["evaluate"], f"{where}.evaluate")
-    return str(overrides.get("features", "finetuned")), loc, train, evaluate
+    return str(overrides.get("features", main_features)), loc, train, evaluate
 
 
 def _phases_within(train: TrainConfig, windows: Any) -> TrainConfig:
@@ -67,21 +68,24 @@ def run_axis(
     progress: bool = True,
     out_dir: str | Path | None = None,
     shard: Shard | None = None,
+    main_features: str = "finetuned",
+    peer_protocol: bool = False,
 ) -> dict[str, Any]:
     """Train and test every variant of one axis; the `reports/ablations/<axis>.json` content.
 
     A variant whose configs equal the main run's (`main_run`: the train stage's metrics, trained on
-    the fine-tuned features) reuses its numbers instead of training the same thing again; one that
+    the `main_features` folder) reuses its numbers instead of training the same thing again; one that
     trains the same but evaluates otherwise (e.g. no post-processing) continues from the main run's
     checkpoints in `main_dir` and is only evaluated. Each
     variant's `vs_reference` is its paired test difference to the full model (the main run), and
     `is_full_model` marks the variant that is the full model itself. With `out_dir`, each trained
-    variant keeps its seeds' checkpoints in `<out_dir>/<variant>/` (and resumes from them).
+    variant keeps its seeds' checkpoints in `<out_dir>/<variant>/` (and resumes from them). With
+    `peer_protocol` each trained variant also records the peers' test-selected figures (avelib.eval.peer).
     """
-    main_configs = variant_configs({}, base, "main run")  # not a params key: base reads are the stage's own
+    main_configs = variant_configs({}, base, "main run", main_features)  # not a params key: base reads are the stage's own
     runs, full, reference = {}, set(), main_run
     for name, overrides in variants.items():
-        configs = variant_configs(overrides or {}, base, f"ablations.{axis}.{name}")
+        configs = variant_configs(overrides or {}, base, f"ablations.{axis}.{name}", main_features)
         features, loc, train, evaluate = configs
         if configs == main_configs:
             full.add(name)
@@ -92,7 +96,7 @@ def run_axis(
             runs[name] = train_seeds(Path(features_root) / features, labels, dict(splits), "aveclip", loc, train,
                                         evaluate, out_dir=Path(out_dir) / name if out_dir is not None else None,
                                         dataset=dataset, progress=progress, encoder=features, shard=shard,
-                                        trained=trained)
+                                        trained=trained, peer_protocol=peer_protocol)
         if reference is None and name in full:
             reference = runs[name]
     if shard is not None:  # a rank only trains (avelib.distributed)

@@ -238,7 +238,7 @@ def train_variants(
             )
             train = train_cfg
         else:
-            cfg, train = baselines.model, baselines.train_config(train_cfg)
+            cfg, train = baselines.model, baselines.train_config(train_cfg, kind)
         runs[name] = train_seeds(features, labels, splits, kind, cfg, train, eval_cfg,
                                     out / name if out is not None else None, dataset, progress, encoder, shard,
                                     peer_protocol=peer_protocol)
