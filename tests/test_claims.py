@@ -47,6 +47,22 @@ def test_verdicts_follow_the_paired_ci(tmp_path):
     assert turned.ci == (-0.03, -0.01) and turned.verdict == "resolved: y higher"
 
 
+def test_a_comparison_between_tower_sets_of_one_run_each_is_never_resolved(tmp_path):
+    """Fine-tuned vs frozen towers: the CI resamples videos and seeds, not the towers' training."""
+    from avelib.eval.tasks import weak_comparisons
+
+    high, low = _run(0.9, 0), _run(0.5, 1)
+    plain = stats.compare_runs(high, low)
+    assert plain["verdict"] == "a"  # resolved by its CI ...
+    towers = stats.across_tower_runs(plain)
+    assert towers["verdict"] == stats.ONE_TOWER_RUN and towers["ci"] == plain["ci"] and towers["tower_runs"] == 1
+    assert stats.across_tower_runs(plain, tower_runs=3)["verdict"] == "a"  # ... which several tower runs would decide
+    turned = claims.flipped("encoder", "frozen", towers)
+    assert turned.verdict == stats.ONE_TOWER_RUN and turned.tower_runs == 1
+    compared = weak_comparisons({("mlp", "finetuned"): high, ("mlp", "frozen"): low}, None)
+    assert [c["verdict"] for c in compared] == [stats.ONE_TOWER_RUN]
+
+
 def test_readme_block_is_written_then_checked(tmp_path):
     reports = make_reports(tmp_path / "reports")
     readme = tmp_path / "README.md"

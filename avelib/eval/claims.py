@@ -3,7 +3,8 @@
 Every row of `reports/baselines.json` and `reports/ablations.json` carries `vs_reference`, the paired
 test difference run - full model (avelib.eval.stats.paired_difference). Here each is turned around to
 read "full model minus other" and given a verdict: a claim ("AVE-CLIP beats AVEL", "refining helps")
-stands only where the CI excludes zero; every other comparison reads "not resolved".
+stands only where the CI excludes zero; every other comparison reads "not resolved", and one between
+tower sets resting on one tower run each reads "one tower run: not resolvable".
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from avelib.eval.stats import direction
+from avelib.eval.stats import ONE_TOWER_RUN, direction
 
 FULL_MODEL = "AVE-CLIP (ours)"
 FULL_ROW = ["(full model)", "", ""]  # the comparison cells of the full model's own row
@@ -29,9 +30,13 @@ class Comparison:
     difference: float
     ci: tuple[float, float]
     p_value: float
+    tower_runs: int | None = None
+    """Tower runs a side where the two runs read different tower sets (avelib.eval.stats.across_tower_runs)."""
 
     @property
     def verdict(self) -> str:
+        if self.tower_runs is not None and self.tower_runs < 2:
+            return ONE_TOWER_RUN
         winner = direction(self.ci)
         if winner == 0:
             return "not resolved"
@@ -41,7 +46,8 @@ class Comparison:
 def flipped(group: str, other: str, versus: Mapping[str, Any]) -> Comparison:
     """A Comparison from a `vs_reference` entry (other - full)."""
     lo, hi = versus["ci"]
-    return Comparison(group, other, -float(versus["difference"]), (-float(hi), -float(lo)), float(versus["p_value"]))
+    return Comparison(group, other, -float(versus["difference"]), (-float(hi), -float(lo)), float(versus["p_value"]),
+                      versus.get("tower_runs"))
 
 
 def baseline_comparisons(baselines: Mapping[str, Mapping[str, Any]]) -> list[Comparison]:

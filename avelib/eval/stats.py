@@ -89,6 +89,20 @@ def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDEN
             "confidence": confidence, "verdict": verdict}
 
 
+TOWER_RUNS = 1  # training runs behind each tower set: one pretraining and one fine-tuning (`finetune.seed`)
+ONE_TOWER_RUN = "one tower run: not resolvable"
+
+
+def across_tower_runs(comparison: Mapping[str, Any], tower_runs: int = TOWER_RUNS) -> dict[str, Any]:
+    """A paired comparison between tower sets (fine-tuned vs frozen), or of features against the towers' own
+    embeddings, with `tower_runs` recorded. Its CI resamples test videos and seeds of what trains on the
+    features, never the towers' training, so with one tower run a side no verdict can be drawn."""
+    out = {**comparison, "tower_runs": tower_runs}
+    if tower_runs < 2:
+        out["verdict"] = ONE_TOWER_RUN
+    return out
+
+
 def run_scores(run: Mapping[str, Any]) -> np.ndarray:
     """The [S,N] test scores of a metrics dict of `train_seeds` (its `test_correct_seconds`)."""
     if "test_correct_seconds" not in run:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from avelib.eval import crossmodal as X
 from avelib.eval.claims import p_text, points
-from avelib.eval.stats import compare_runs
+from avelib.eval.stats import across_tower_runs, compare_runs
 
 MODEL_LABELS = {"aveclip": "AVE-CLIP", "avel": "AVEL", "mlp": "per-second MLP"}
 ENCODER_LABELS = {"finetuned": "fine-tuned towers", "frozen": "frozen towers", "release": "release features"}
@@ -25,7 +25,7 @@ DIRECTIONS = ("a2v", "v2a")
 def verdict_text(comparison: Mapping[str, Any]) -> str:
     """'resolved: <a> higher' / 'resolved: <b> higher' / 'not resolved' of a named paired comparison."""
     c = comparison
-    return {"a": f"resolved: {c['a']} higher", "b": f"resolved: {c['b']} higher"}.get(c["verdict"], "not resolved")
+    return {"a": f"resolved: {c['a']} higher", "b": f"resolved: {c['b']} higher"}.get(c["verdict"], c["verdict"])
 
 
 COMPARISON_HEADER = ["a", "b", "a − b, points [95 % CI]", "p", "verdict"]
@@ -64,7 +64,7 @@ def weak_comparisons(runs: Mapping[tuple[str, str], Mapping[str, Any]],
     for model in MODEL_LABELS:
         if (model, "finetuned") in runs and (model, "frozen") in runs:
             out.append(_named(weak_label(model, "finetuned"), weak_label(model, "frozen"),
-                              compare_runs(runs[(model, "finetuned")], runs[(model, "frozen")])))
+                              across_tower_runs(compare_runs(runs[(model, "finetuned")], runs[(model, "frozen")]))))
     return out
 
 
@@ -95,13 +95,13 @@ def crossmodal_comparisons(by_encoder: Mapping[str, Mapping[str, Any]]) -> list[
             for method in ("zero_shot", "learned"):
                 if res[method] is not None:
                     out.append(_named(f"{d.upper()} {method} ({enc})", "chance", X.versus(res[method][d], chance)))
-            if res["zero_shot"] is not None:
+            if res["zero_shot"] is not None:  # features trained on vs the towers' own embedding of one tower run
                 out.append(_named(f"{d.upper()} learned ({enc})", f"{d.upper()} zero_shot ({enc})",
-                                  X.versus(res["learned"][d], res["zero_shot"][d])))
+                                  across_tower_runs(X.versus(res["learned"][d], res["zero_shot"][d]))))
         fine, frozen = by_encoder.get("finetuned"), by_encoder.get("frozen")
         if fine and frozen and fine["zero_shot"] is not None and frozen["zero_shot"] is not None:
             out.append(_named(f"{d.upper()} zero_shot (finetuned)", f"{d.upper()} zero_shot (frozen)",
-                              X.versus(fine["zero_shot"][d], frozen["zero_shot"][d])))
+                              across_tower_runs(X.versus(fine["zero_shot"][d], frozen["zero_shot"][d]))))
     return out
 
 

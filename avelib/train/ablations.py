@@ -16,6 +16,7 @@ import numpy as np
 
 from avelib.distributed import Shard
 from avelib.eval.results import summary
+from avelib.eval.stats import across_tower_runs
 from avelib.io import read_json, write_json
 from avelib.models.localizer import LocalizerConfig
 from avelib.params import ParamsError, from_dict
@@ -101,10 +102,20 @@ def run_axis(
             reference = runs[name]
     if shard is not None:  # a rank only trains (avelib.distributed)
         return {}
-    entries = [{"axis": axis, "name": name, "params": dict(variants[name] or {}), "dataset": dataset,
-                "is_full_model": name in full, **summary(run, reference), "chosen_max_len": run["chosen_max_len"]}
+    entries = [_entry(axis, name, variants[name] or {}, run, reference, name in full, dataset, main_features)
                for name, run in runs.items()]
     return {"axis": axis, "variants": entries}
+
+
+def _entry(axis: str, name: str, overrides: Mapping[str, Any], run: Mapping[str, Any],
+           reference: Mapping[str, Any] | None, is_full: bool, dataset: str, main_features: str) -> dict[str, Any]:
+    """One variant of `reports/ablations/<axis>.json`; against the full model on other towers' features, its
+    comparison rests on one tower run a side (avelib.eval.stats.across_tower_runs)."""
+    entry = {"axis": axis, "name": name, "params": dict(overrides), "dataset": dataset, "is_full_model": is_full,
+             **summary(run, reference), "chosen_max_len": run["chosen_max_len"]}
+    if entry["vs_reference"] and overrides.get("features", main_features) != main_features:
+        entry["vs_reference"] = across_tower_runs(entry["vs_reference"])
+    return entry
 
 
 def merge_axes(paths: list[Path]) -> dict[str, Any]:
