@@ -17,6 +17,7 @@ import yaml
 
 from avelib import pipeline
 from avelib.data.release import ENCODER, convert_release
+from avelib.io import atomic_path
 from avelib.params import ParamsError, load_params
 
 STAGES = ("train", "evaluate", "ablate", "ablation_table", "weak", "crossmodal")
@@ -83,7 +84,8 @@ def run_release_chain(release_dir: str | Path, out: str | Path, params_path: str
                 print(f"{name}@{item}: does not apply to the release's features: {why}")
                 continue
             execute_stage(entry, item, params, stage_paths(entry, item, out), reports)
-    (out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with atomic_path(out / "params.yaml") as tmp:  # what the page shows: the params the chain ran with
+        tmp.write_text(yaml.safe_dump(params, sort_keys=False))
     return write_report(ReportConfig(reports_dir=str(reports), out=str(reports / "index.html"),
                                      title="AVE-CLIP reproduction on the AVE release's features"),
                         out / "params.yaml", out / "no dvc.lock (release-chain)")
