@@ -142,3 +142,23 @@ def test_release_chain_runs_the_localizer_stages(release, tmp_path):
     assert encoder["zero_shot"] is None and encoder["learned"]["a2v"]  # 512-d VGG19 vs 128-d VGGish: no shared space
     assert (reports / "index.html").is_file() and (reports / "html" / "06_train.html").is_file()
     assert yaml.safe_load((out / "params.yaml").read_text())["data"]["dataset"] == "release"
+
+
+SHARED = ROOT.parent / "shared" / "data" / "ave"
+
+
+@pytest.mark.skipif(not (SHARED / "train_order.h5").is_file(), reason="../shared/data/ave (the real release files) absent")
+def test_real_release_split_and_label_files_meet_the_loader(tmp_path):
+    """The real *_order.h5, mil_labels.h5 and labels_closs.h5 through `load_labels`, with labels.h5 rebuilt from
+    them (the real one is not in ../shared): 3339 / 402 / 402 unsorted rows covering all 4143 videos once."""
+    for name in ("train_order.h5", "val_order.h5", "test_order.h5", "mil_labels.h5", "labels_closs.h5"):
+        (tmp_path / name).symlink_to(SHARED / name)
+    with h5py.File(SHARED / "mil_labels.h5") as f, h5py.File(SHARED / "labels_closs.h5") as g:
+        category, event = f["avadataset"][...].argmax(axis=1), g["avadataset"][...] > 0.5  # [N], [N,10]
+    with h5py.File(tmp_path / "labels.h5", "w") as f:
+        f["avadataset"] = np.eye(29, dtype=np.float32)[np.where(event, category[:, None], 28)]
+    got = load_labels(DataConfig(dataset="release", root=tmp_path))
+    assert {k: len(v) for k, v in got.splits.items()} == {"train": 3339, "val": 402, "test": 402}
+    assert sorted(np.concatenate(list(got.splits.values())).tolist()) == list(range(4143))
+    assert (np.diff(got.splits["train"]) < 0).any()  # the release's order, which the stand-in mimics
+    assert (got.videos.sum(axis=1) == 1).all() and (got.labels != 28).any(axis=1).mean() > 0.99
