@@ -8,6 +8,7 @@ run of the configured schedule (params.yaml `train.phases`, 30 epochs by default
 
     python benchmarks/bench_localizer.py --device cpu --epochs 2
     python benchmarks/bench_localizer.py --device cuda --epochs 10
+    python benchmarks/bench_localizer.py --model avel --videos 600 --dim 128 --threads 1 --epochs 6
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ import torch
 from avelib.data.features import synthetic_features
 from avelib.models.localizer import AVECLIPLocalizer, LocalizerConfig
 from avelib.params import load_params, section
-from avelib.train.localizer import PhaseConfig, TrainConfig, train_model
+from avelib.train.localizer import BaselinesConfig, PhaseConfig, TrainConfig, train_model
+from avelib.train.runs import build_model
 from avelib.train.seeding import seed_everything
 
 
-def localizer_speed(device: str, epochs: int, videos: int, dim: int, hidden: int, heads: int, threads: int = 0) -> dict:
-    """Train the localizer for `epochs` on random features; epochs/s after the first (warm-up) epoch."""
+def localizer_speed(device: str, epochs: int, videos: int, dim: int, hidden: int, heads: int, threads: int = 0,
+                    kind: str = "aveclip") -> dict:
+    """Train the localizer (or AVEL, with its recipe) for `epochs` on random features; epochs/s after the first
+    (warm-up) epoch."""
     params = load_params()
     full = section(params, "train", TrainConfig)
     audio, visual, labels, splits = synthetic_features(videos, dim, dim, seed=0)
@@ -34,6 +38,11 @@ def localizer_speed(device: str, epochs: int, videos: int, dim: int, hidden: int
     cfg = dataclasses.replace(full, phases=(PhaseConfig(tuple(model_cfg.windows), epochs),), device=device, threads=threads)
     seed_everything(0)
     model = AVECLIPLocalizer(model_cfg, dim, dim)
+    if kind == "avel":  # AVEL with its own recipe (params.yaml baselines.avel)
+        baselines = section(params, "baselines", BaselinesConfig)
+        full = baselines.train_config(full, "avel")
+        cfg = dataclasses.replace(full, epochs=epochs, device=device, threads=threads)
+        model = build_model("avel", baselines.model, dim, dim)
     t0 = time.perf_counter()
     result = train_model(model, (audio, visual), labels, splits, cfg, progress=False)
     seconds = [h["seconds"] for h in result.history]  # per epoch, validation included
@@ -56,13 +65,15 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=256, help="localizer.hidden (the README's paper setting)")
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0, help="torch threads on the CPU (0 = torch's default)")
+    ap.add_argument("--model", default="aveclip", choices=["aveclip", "avel"],
+                    help="avel: the AVEL baseline with its recipe (--hidden and --heads then unused)")
     args = ap.parse_args()
     if args.epochs < 2:
         ap.error("--epochs must be >= 2 (the first epoch is warm-up)")
-    r = localizer_speed(args.device, args.epochs, args.videos, args.dim, args.hidden, args.heads, args.threads)
+    r = localizer_speed(args.device, args.epochs, args.videos, args.dim, args.hidden, args.heads, args.threads, args.model)
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; localizer {r['params_m']:.2f} M params, hidden {args.hidden}, heads {args.heads}, "
-          f"windows {r['windows']}")
+    print(f"device: {name}; {args.model} {r['params_m']:.2f} M params" + (
+        f", hidden {args.hidden}, heads {args.heads}, windows {r['windows']}" if args.model == "aveclip" else ""))
     print(f"data: {args.videos} videos x 10 s x {args.dim}-d audio + visual; batch {r['batch']}; "
           f"{r['train_videos']} training videos")
     print(f"epochs/s: {r['epochs_per_s']:.3f} ({r['per_epoch_s']:.2f} s per epoch incl. validation; first epoch "
