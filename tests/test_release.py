@@ -81,10 +81,10 @@ def test_conversion_pools_the_7x7_map_once(release, tmp_path):
 
 
 def test_missing_release_file_is_named(release, tmp_path):
+    for path in release.iterdir():
+        if path.name != "mil_labels.h5":
+            (tmp_path / path.name).symlink_to(path)
     with pytest.raises(FileNotFoundError, match="missing mil_labels.h5"):
-        for path in release.iterdir():
-            if path.name != "mil_labels.h5":
-                (tmp_path / path.name).symlink_to(path)
         convert_release(tmp_path, tmp_path / "features")
 
 
