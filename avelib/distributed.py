@@ -1,11 +1,13 @@
-"""torch.distributed for the suite: a stage spreads its training jobs over ranks started by torchrun.
+"""More processes for a stage: worker processes that share its jobs, or torch.distributed ranks.
 
-A stage with `nproc > 1` writes a job spec and runs `torchrun --standalone --nproc-per-node N -m
-avelib.ranks SPEC` itself (so `dvc repro` stays the one command); every rank runs the same stage code
-with a `Shard`, which hands it every N-th job (a seed of a configuration) in one fixed order, so the
-split does not depend on timing. Jobs write their finished runs (checkpoints, per-seed records) into
-the stage's work dir; the stage's own process then evaluates them on the same code path as with one
-process, resuming each finished run. The process group uses NCCL on CUDA and gloo on the CPU.
+A stage with `nproc > 1` writes a job spec; every process runs the same stage code with a `Shard`, which
+hands it every N-th job (a seed of a configuration, a chunk of seconds) in one fixed order, so the split
+does not depend on timing. Jobs that only write files (the localizer seeds, the extract chunks) are
+`share`d: the stage's own process takes rank 0 and starts N - 1 workers (`python -m avelib.ranks SPEC
+--rank R --world N`) beside it, no process group, no torchrun (whose start cost ~4 s a stage). Data-parallel
+fine-tuning needs a process group: `spread` runs `torchrun --standalone --nproc-per-node N -m avelib.ranks
+SPEC` (NCCL on CUDA, gloo on the CPU). Either way the stage's own process then evaluates or assembles the
+finished jobs on the same code path as with one process, resuming each finished run.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from avelib.io import write_json
 from avelib.params import value
@@ -28,14 +30,16 @@ class DistributedConfig:
     """params.yaml section `distributed`."""
 
     localizer_nproc: int = 2
-    """Processes sharing the seeds of the train, evaluate, ablate and weak stages (1 = the stage's own)."""
+    """Processes sharing the seeds of the train, evaluate, ablate and weak stages (1 = the stage's own;
+    N = the stage's own and N - 1 workers on this machine)."""
     extract_nproc: int = 2
-    """Processes sharing the videos of the extract stage (1 = the stage's own); each gets its share of the threads."""
+    """Processes sharing the videos of the extract stage, as above; each gets its share of the threads."""
     finetune_nproc: int = 1
     """Data-parallel processes of contrastive fine-tuning: each encodes its share of every batch, the
     embeddings are gathered for the loss and the gradients summed (1 = the stage's own process)."""
     torchrun_args: tuple[str, ...] = ()
-    """Extra torchrun arguments replacing `--standalone`, e.g. a multi-node rendezvous (README)."""
+    """Extra torchrun arguments of data-parallel fine-tuning replacing `--standalone`, e.g. a multi-node
+    rendezvous (README)."""
 
 
 @dataclass
@@ -65,6 +69,11 @@ def launch(params: Mapping[str, Any], kind: str) -> Launch:
     """`distributed.<kind>_nproc` and `distributed.torchrun_args` (one process when absent)."""
     return Launch(value(params, f"distributed.{kind}_nproc", int, default=1),
                   value(params, "distributed.torchrun_args", tuple[str, ...], default=()))
+
+
+def processes(params: Mapping[str, Any], kind: str) -> int:
+    """`distributed.<kind>_nproc`: the processes `share` runs a stage's jobs on (1 when absent)."""
+    return value(params, f"distributed.{kind}_nproc", int, default=1)
 
 
 def rank_world() -> tuple[int, int]:
@@ -105,3 +114,52 @@ def spread(ranks: Launch, stage: str, arguments: Mapping[str, Any], work: Path) 
     if done.returncode != 0:
         raise RuntimeError(f"{stage}: torchrun exited with {done.returncode} (spec {spec}); the ranks' output is above")
     spec.unlink()
+
+
+def share(nproc: int, stage: str, arguments: Mapping[str, Any], work: Path, job: Callable[..., Any]) -> None:
+    """With `nproc > 1`, run `stage`'s jobs on this process (rank 0, `job` here) and nproc - 1 workers at the
+    same time, each `job(**arguments, work=work, shard=...)`; a worker that fails fails the stage.
+
+    The jobs only write files into `work`, so the workers join no process group. This process's thread
+    count is restored afterwards (a job may set its own)."""
+    if nproc <= 1:
+        return
+    import torch
+
+    spec = work / SPEC
+    write_json({"stage": stage, "arguments": dict(arguments), "work": str(work)}, spec)
+    print(f"{stage}: on this process and {nproc - 1} worker(s): python -m avelib.ranks {spec} --rank R --world {nproc}",
+          flush=True)
+    workers = [_start_worker(spec, rank, nproc) for rank in range(1, nproc)]
+    threads = torch.get_num_threads()
+    try:
+        job(**arguments, work=work, shard=Shard(0, nproc))
+    except BaseException:
+        for proc, _ in workers:
+            proc.kill()
+            proc.wait()
+        raise
+    finally:
+        torch.set_num_threads(threads)
+    failed = [rank for rank, (proc, log) in enumerate(workers, start=1) if _finish_worker(proc, log)]
+    if failed:
+        raise RuntimeError(f"{stage}: worker rank(s) {failed} failed (spec {spec}); their output is above")
+    spec.unlink()
+
+
+def _start_worker(spec: Path, rank: int, world: int) -> tuple[subprocess.Popen, Path]:
+    """One worker process writing its output to a log beside the spec (a pipe could fill and stall it)."""
+    log = spec.with_name(f"rank{rank}.log")
+    cmd = [sys.executable, "-m", "avelib.ranks", str(spec), "--rank", str(rank), "--world", str(world)]
+    with open(log, "w") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}), log
+
+
+def _finish_worker(proc: subprocess.Popen, log: Path) -> bool:
+    """Wait for a worker; print and remove its log; whether it failed."""
+    code = proc.wait()
+    text = log.read_text()
+    log.unlink()
+    if code != 0 or text.strip():
+        print(text[-4000:], flush=True)
+    return code != 0

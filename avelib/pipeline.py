@@ -54,7 +54,7 @@ class Stage:
     """JSON metric files (never cached: small, and `dvc metrics diff` reads them from git)."""
     plots: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     ranks: bool = False
-    """Starts torchrun ranks, which run avelib.ranks (a dep then)."""
+    """Starts worker processes or torchrun ranks, which run avelib.ranks (a dep then)."""
     foreach: str | None = None
     command: str | None = None
     """The command of a stage without a notebook."""
@@ -77,7 +77,7 @@ def _stage(name: str, notebook: str, entry: str, keys: tuple[str, ...], outs: tu
                  metrics=(f"{REPORTS}/timings/{out_name}.json", *metrics), **kw)
 
 
-LOCALIZER_KEYS = ("data", "localizer", "train", "evaluate", "distributed.localizer_nproc", "distributed.torchrun_args")
+LOCALIZER_KEYS = ("data", "localizer", "train", "evaluate", "distributed.localizer_nproc")
 
 STAGES: tuple[Stage, ...] = (
     _stage("data", "01_data", "avelib.data.prepare:prepare_dataset",
@@ -101,8 +101,7 @@ STAGES: tuple[Stage, ...] = (
            plots={"models/finetune/plots/finetune_loss.csv": {"x": "epoch"},
                   "models/finetune/plots/finetune_recall.csv": {"x": "epoch"}}),
     _stage("extract", "05_extract", "avelib.stages.towers:run_extract",
-           ("data.cache_dir", "audioclip", "finetune.seed", "extract", "distributed.extract_nproc",
-            "distributed.torchrun_args"),
+           ("data.cache_dir", "audioclip", "finetune.seed", "extract", "distributed.extract_nproc"),
            paths={"checkpoint": "models/finetune/best.pt", "out_dir": "data/features"},
            inputs=("models/finetune/best.pt", "models/pretrain", "${data.cache_dir}"), ranks=True,
            # two outs, not data/features: a killed run's data/features/<name>.partial must survive DVC's cleanup

@@ -1,7 +1,8 @@
-"""What each rank runs under torchrun: its share of one stage's training jobs (avelib.distributed.spread).
+"""What each rank or worker runs: its share of one stage's jobs (avelib.distributed.spread and share).
 
-`python -m avelib.ranks SPEC` reads the spec the stage wrote, joins the process group and calls the
-stage's job function with this rank's Shard; the stage's own process evaluates afterwards.
+`python -m avelib.ranks SPEC` (under torchrun) reads the spec the stage wrote, joins the process group and
+calls the stage's job function with this rank's Shard; `python -m avelib.ranks SPEC --rank R --world N` (a
+worker of `share`) does the same without a process group. The stage's own process evaluates afterwards.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from avelib.distributed import init_process_group
+from avelib.distributed import Shard, init_process_group
 from avelib.io import read_json
 
 
@@ -20,17 +21,23 @@ JOB_MODULES = {"train": "avelib.stages.localizer", "evaluate": "avelib.stages.lo
 
 
 def main(argv: list[str]) -> int:
+    import argparse
     import importlib
 
     import torch.distributed as dist
 
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m avelib.ranks SPEC.json (written by avelib.distributed.spread)")
-    spec = read_json(argv[0])
+    ap = argparse.ArgumentParser(prog="python -m avelib.ranks", description="a stage's share of jobs (avelib.distributed)")
+    ap.add_argument("spec", type=Path, help="the spec the stage wrote (ranks_spec.json)")
+    ap.add_argument("--rank", type=int, default=None, help="a worker of `share`: its rank (no process group)")
+    ap.add_argument("--world", type=int, default=None, help="a worker of `share`: the number of processes")
+    args = ap.parse_args(argv)
+    if (args.rank is None) != (args.world is None):
+        ap.error("--rank and --world go together")
+    spec = read_json(args.spec)
     if spec.get("stage") not in JOB_MODULES:
-        raise SystemExit(f"{argv[0]}: unknown stage {spec.get('stage')!r}; expected one of {sorted(JOB_MODULES)}")
+        ap.error(f"{args.spec}: unknown stage {spec.get('stage')!r}; expected one of {sorted(JOB_MODULES)}")
     job = importlib.import_module(JOB_MODULES[spec["stage"]]).JOBS[spec["stage"]]
-    shard = init_process_group()
+    shard = init_process_group() if args.rank is None else Shard(args.rank, args.world)
     job(**spec["arguments"], work=Path(spec["work"]), shard=shard)
     if dist.is_initialized():
         dist.barrier()

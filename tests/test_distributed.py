@@ -1,7 +1,7 @@
-"""torch.distributed on this machine (gloo, 2 CPU processes): seeds spread over torchrun ranks give
-the very numbers of one process, for the supervised and the weak localizer stages, and videos spread
-over ranks give the very features of one process, and data-parallel fine-tuning follows the loss
-curve of one process."""
+"""More processes on this machine (2 CPU processes): seeds shared with a worker process give the very
+numbers of one process, for the supervised and the weak localizer stages, videos shared the same way give
+the very features of one process, and data-parallel fine-tuning on torchrun ranks (gloo) follows the
+loss curve of one process."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_two_ranks_train_the_same_seeds_as_one_process(tmp_path, capfd):
     root, features = _tiny_root(tmp_path)
     one = run_train(_params(root, 1), features / "finetuned", tmp_path / "one", progress=False)
     two = run_train(_params(root, 2), features / "finetuned", tmp_path / "two", progress=False)
-    assert "on 2 ranks" in capfd.readouterr().out
+    assert "train: on this process and 1 worker(s)" in capfd.readouterr().out
     assert _without_times(two) == _without_times(one)
     for seed in (0, 1, 2):  # every seed's checkpoint came from a rank and was only resumed here
         assert (tmp_path / "two" / f"seed{seed}" / "best.pt").is_file()
@@ -89,7 +89,7 @@ def test_two_ranks_extract_the_same_features_as_one_process(tmp_path, capfd):
               "extract": {"batch_size": 6, "device": "cpu"}}
     one = run_extract({**params, "distributed": {"extract_nproc": 1}}, cache_dir, None, tmp_path / "one", progress=False)
     two = run_extract({**params, "distributed": {"extract_nproc": 2}}, cache_dir, None, tmp_path / "two", progress=False)
-    assert "extract: on 2 ranks" in capfd.readouterr().out
+    assert "extract: on this process and 1 worker(s)" in capfd.readouterr().out
     for name in FEATURE_FILES.values():  # the very bytes: each second is encoded alike on any rank
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
     assert two.failed == one.failed and not (tmp_path / "two.partial").exists()
@@ -190,6 +190,17 @@ def test_a_failing_rank_fails_the_stage(tmp_path):
     root, features = _tiny_root(tmp_path)
     params = _params(root, 2)
     params["evaluate"]["seeds"] = [0, "x"]  # the ranks' configs fail to parse too
-    with pytest.raises(Exception, match="evaluate.seeds|torchrun exited"):
+    with pytest.raises(Exception, match="evaluate.seeds|worker rank"):
         run_train(params, features / "finetuned", tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()  # nothing that looks complete
+
+
+def test_a_failing_worker_fails_the_stage_with_its_output(tmp_path, capsys):
+    from avelib.distributed import SPEC, share
+
+    done = []  # this process's share succeeds; the worker's train job has no data section and fails
+    with pytest.raises(RuntimeError, match=r"train: worker rank\(s\) \[1\] failed"):
+        share(2, "train", {"params": {}, "features_dir": str(tmp_path)}, tmp_path, lambda **kw: done.append(kw["shard"]))
+    assert done == [Shard(0, 2)]
+    assert "Traceback" in capsys.readouterr().out  # the worker's output is shown
+    assert (tmp_path / SPEC).is_file() and not (tmp_path / "rank1.log").exists()

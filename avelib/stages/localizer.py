@@ -2,8 +2,8 @@
 
 Each builds its output in `<out_dir>.partial/` (avelib.io.resumable_dir): a killed run is continued
 by the next one with the same params, and seeds whose training finished are not trained again. With
-`distributed.localizer_nproc > 1` the seeds are first trained on that many torchrun ranks
-(avelib.distributed.spread, the `*_jobs` functions below); the stage then evaluates on the same path.
+`distributed.localizer_nproc > 1` the seeds are first trained on that many processes (avelib.distributed.share,
+the `*_jobs` functions below); the stage then evaluates on the same path.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from avelib.data.cache import DataConfig, dataset_label
 from avelib.data.release import load_labels, main_encoder
-from avelib.distributed import Shard, launch, spread
+from avelib.distributed import Shard, processes, share
 from avelib.io import read_json, resumable_dir
 from avelib.models.localizer import LocalizerConfig
 from avelib.params import resolved, section, value
@@ -77,7 +77,8 @@ JOBS = {"train": train_jobs, "evaluate": evaluate_jobs, "ablate": ablation_jobs}
 def _run(stage: str, params: Mapping[str, Any], out_dir: str | Path, progress: bool, **arguments: Any) -> dict[str, Any]:
     """Build `out_dir` resumably: the ranks train first (if any), then this process evaluates every run."""
     with resumable_dir(out_dir, stage_record(stage, params, **arguments)) as (work, _):
-        spread(launch(params, "localizer"), stage, {"params": dict(params), **arguments, "progress": False}, work)
+        share(processes(params, "localizer"), stage, {"params": dict(params), **arguments, "progress": False}, work,
+              JOBS[stage])
         return JOBS[stage](params, **arguments, work=work, progress=progress)
 
 

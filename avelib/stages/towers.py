@@ -10,7 +10,7 @@ from torch import nn
 
 from avelib.data.ave import load_dataset
 from avelib.data.cache import SegmentCache
-from avelib.distributed import Shard, launch, spread
+from avelib.distributed import Shard, launch, processes, share, spread
 from avelib.models.audioclip import AudioCLIPParams, build_audioclip, build_from_params
 from avelib.params import resolved, section, value
 from avelib.train.contrastive import FinetuneConfig, FinetuneResult, finetune, finished_result
@@ -79,7 +79,7 @@ def _extract_towers(params: Mapping[str, Any], checkpoint: str | Path | None) ->
 
 def extract_jobs(params: Mapping[str, Any], cache_dir: str, checkpoint: str | None, work: Path,
                  shard: Shard | None = None, progress: bool = True) -> int:
-    """A torchrun rank's share of the extract stage: its chunks of seconds, encoded into `work`, on its
+    """One process's share of the extract stage (avelib.distributed.share): its chunks of seconds, encoded into `work`, on its
     share of this machine's intra-op threads."""
     shard = shard or Shard()
     torch.set_num_threads(max(1, torch.get_num_threads() // shard.world))
@@ -97,16 +97,16 @@ def run_extract(
 ) -> ExtractResult:
     """Stage B from `audioclip`, `finetune`, `extract` (and `distributed`). `checkpoint`: our fine-tuned
     `best.pt` -> `finetuned` features; None -> the towers fine-tuning started from (pretrained, or the
-    `finetune.seed` random init) -> `frozen` features. With `distributed.extract_nproc > 1` torchrun
-    ranks encode the chunks (avelib.distributed.spread) and this process assembles the files."""
+    `finetune.seed` random init) -> `frozen` features. With `distributed.extract_nproc > 1` this process
+    and workers encode the chunks (avelib.distributed.share) and this process assembles the files."""
     cfg = section(params, "extract", ExtractConfig)
     model, source = _extract_towers(params, checkpoint)
-    ranks = launch(params, "extract")
+    nproc = processes(params, "extract")
     arguments = {"params": dict(params), "cache_dir": str(cache_dir),
                  "checkpoint": None if checkpoint is None else str(checkpoint), "progress": False}
 
     def on_ranks(work: Path) -> None:
-        spread(ranks, "extract", arguments, work)
+        share(nproc, "extract", arguments, work, extract_jobs)
 
     return extract_features(model, SegmentCache.open(cache_dir), cfg, out_dir, progress=progress, extra_report=source,
-                            ranks=on_ranks if ranks.nproc > 1 else None)
+                            ranks=on_ranks if nproc > 1 else None)

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from avelib.data.cache import DataConfig, dataset_label
 from avelib.data.features import load_feature_set
 from avelib.data.release import load_labels
-from avelib.distributed import Shard, launch, spread
+from avelib.distributed import Shard, processes, share
 from avelib.eval.tasks import weak_summary
 from avelib.io import read_json, resumable_dir
 from avelib.params import section
@@ -54,7 +54,8 @@ def run_weak(params: Mapping[str, Any], features_root: str | Path, supervised_me
     """`reports/weak.json`: the weak runs (on `distributed.localizer_nproc` ranks), paired against the supervised one."""
     arguments = {"features_root": str(features_root)}
     with resumable_dir(out_dir, stage_record("weak", params, **arguments)) as (work, _):
-        spread(launch(params, "localizer"), "weak", {"params": dict(params), **arguments, "progress": False}, work)
+        share(processes(params, "localizer"), "weak", {"params": dict(params), **arguments, "progress": False}, work,
+              weak_jobs)
         runs = weak_jobs(params, **arguments, work=work, progress=progress)
     supervised = read_json(supervised_metrics) if supervised_metrics else None
     return weak_summary(runs, supervised, dataset_label(section(params, "data", DataConfig)), WEAK_PROTOCOL)
