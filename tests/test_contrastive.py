@@ -94,11 +94,12 @@ def test_batches_never_repeat_a_video_and_use_event_seconds(data):
     batches = sample_epoch_batches(videos, labels, K, batch_size=3, passes=4, max_pairs=None,
                                    rng=np.random.default_rng(0))
     seen = np.concatenate([b[:, 0] for b in batches])
-    for b in batches:  # [B,3] rows (video, second, frame)
+    for b in batches:  # [B,4] rows (video, audio second, frame second, frame)
         assert 2 <= len(b) <= 3
         assert len(set(b[:, 0].tolist())) == len(b), "two seconds of one video in a batch"
         assert (labels[b[:, 0], b[:, 1]] != BACKGROUND).all(), "a background second was sampled"
-        assert ((b[:, 2] >= 0) & (b[:, 2] < K)).all()
+        assert (b[:, 1] == b[:, 2]).all(), "aligned pairs: the frame of the audio's own second"
+        assert ((b[:, 3] >= 0) & (b[:, 3] < K)).all()
     # 8 videos per pass in batches of 3: 3+3+2 -> every video 4 times
     assert sorted(np.bincount(seen, minlength=8)[videos].tolist()) == [4] * len(videos)
     capped = sample_epoch_batches(videos, labels, K, 3, 4, max_pairs=8, rng=np.random.default_rng(0))
@@ -133,10 +134,24 @@ def test_failed_and_eventless_videos_are_excluded(data):
     assert 9 not in val and len(val) == 3
     assert FAILED not in event_videos(lab, np.arange(len(lab)), cache.ok)
     pairs = validation_pairs(val, lab, K, frames=2)
-    assert (lab[pairs[:, 0], pairs[:, 1]] != BACKGROUND).all() and sorted(set(pairs[:, 2])) == [0, 1]
+    assert (lab[pairs[:, 0], pairs[:, 1]] != BACKGROUND).all() and sorted(set(pairs[:, 3])) == [0, 1]
     # every event second of every validation video, two frames each
     assert len(pairs) == 2 * int((lab[val] != BACKGROUND).sum())
-    assert (validation_pairs(val, lab, K, frames=1)[:, 2] == K // 2).all()  # one frame: the middle one
+    assert (validation_pairs(val, lab, K, frames=1)[:, 3] == K // 2).all()  # one frame: the middle one
+
+
+def test_clip_pairs_draw_audio_and_frame_from_any_seconds(data):
+    _, cache, labels, splits = data
+    lab = labels.copy()
+    lab[9] = BACKGROUND  # clip pairs ignore the seconds' labels: this video takes part too
+    videos = event_videos(lab, np.arange(len(lab)), cache.ok, clip=True)
+    assert 9 in videos and FAILED not in videos
+    batches = sample_epoch_batches(videos, lab, K, 3, 20, None, np.random.default_rng(0), clip=True)
+    rows = np.concatenate(batches)
+    assert set(rows[:, 1]) == set(rows[:, 2]) == set(range(10))  # every second, for audio and frames
+    assert (rows[:, 1] != rows[:, 2]).mean() > 0.5  # drawn independently
+    pairs = validation_pairs(videos[:2], lab, K, 2, clip=True)
+    assert len(pairs) == 2 * 10 * 2 and (pairs[:, 1] == pairs[:, 2]).all()
 
 
 def test_retrieval_recall_counts_rank_of_true_pair():

@@ -34,7 +34,7 @@ SMOKE: dict[str, Any] = {
     "synth": {"num_videos": 12, "split_fractions": [0.5, 0.25, 0.25], "image_size": 32, "fps": 4,
               "sample_rate": 8000, "workers": 1},
     "decode": {"frames_per_second": 2, "workers": 1},
-    "pretrain": {"pool_videos": 12, "pool_split_fractions": [0.5, 0.25, 0.25], "towers": {"epochs": 2, "batch_size": 6}},
+    "pretrain": {"pool": {"videos": 12, "split_fractions": [0.5, 0.25, 0.25]}, "towers": {"epochs": 2, "batch_size": 6, "pairs": "clip"}},
     "finetune": {"epochs": 3, "batch_size": 6, "passes_per_epoch": 1, "device": "cpu"},
     "extract": {"batch_size": 8, "device": "cpu"},
     "train": {"phases": [{"windows": [10], "epochs": 2}, {"windows": [10, 5, 3, 2], "epochs": 4}], "batch_size": 4},

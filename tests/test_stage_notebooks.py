@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the module's stages
 SMOKE = {
     "synth": {"num_videos": 20, "image_size": 32, "fps": 4, "sample_rate": 8000, "workers": 1},
     "decode": {"frames_per_second": 2, "image_size": 64, "sample_rate": 16000, "workers": 1},
-    "pretrain": {"pool_videos": 20, "pool_seed": 1, "towers": {"epochs": 1, "batch_size": 8, "eval_batch_size": 16}},
+    "pretrain": {"pool": {"videos": 20, "seed": 1}, "towers": {"epochs": 1, "batch_size": 8, "eval_batch_size": 16, "pairs": "clip"}},
     "finetune": {"epochs": 1, "batch_size": 8, "eval_batch_size": 16, "device": "cpu"},
     "extract": {"batch_size": 32, "device": "cpu"},
     "localizer": {"hidden": 32, "heads": 2},

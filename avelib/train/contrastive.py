@@ -71,6 +71,10 @@ class FinetuneConfig:
     """How many shuffled passes over the training videos make one epoch (each pass draws a new second/frame)."""
     max_pairs_per_epoch: int | None = None
     """Cap on the pairs of one epoch (for speed on the full dataset); null = no cap."""
+    pairs: Literal["aligned", "clip"] = "aligned"
+    """aligned: an event second's audio and one of its own frames (stage A); clip: an audio second and a
+    frame of any second, every second of a clip labelled with its class (pretraining on the AudioSet-like
+    pool, avelib.data.pool)."""
     lr: float = 1e-4
     """AdamW peak learning rate."""
     weight_decay: float = 0.01
@@ -172,10 +176,11 @@ def finetune(
     }
     lead = shard is None or shard.rank == 0
     K = int(cache.frames_per_second)
-    val_pairs = validation_pairs(val_videos, labels, K, cfg.val_frames)
+    clip = cfg.pairs == "clip"
+    val_pairs = validation_pairs(val_videos, labels, K, cfg.val_frames, clip)
     batches_per_epoch = len(
         sample_epoch_batches(train_videos, labels, K, cfg.batch_size, cfg.passes_per_epoch,
-                             cfg.max_pairs_per_epoch, np.random.default_rng([cfg.seed, 0, 0]))
+                             cfg.max_pairs_per_epoch, np.random.default_rng([cfg.seed, 0, 0]), clip)
     )
     if batches_per_epoch == 0:
         raise ValueError("finetune: no batch of >= 2 pairs per epoch; raise batch_size or max_pairs_per_epoch")
@@ -183,7 +188,7 @@ def finetune(
     model = prepare_model(model, device, cfg.channels_last)
     for p in model.parameters():
         p.requires_grad_(True)  # both towers are trained
-    label_tower = _label_tower(model, cfg, device)
+    label_tower = _label_tower(model, cfg, device, int(labels.max()) + 1 if clip else BACKGROUND)
     step = _Step(model, label_tower, cfg, cfg.epochs * batches_per_epoch, device, shard)
 
     history: list[dict[str, Any]] = []
@@ -217,7 +222,7 @@ def finetune(
     for epoch in range(start_epoch, end_epoch + 1):
         t0 = time.perf_counter()
         batches = sample_epoch_batches(train_videos, labels, K, cfg.batch_size, cfg.passes_per_epoch,
-                                       cfg.max_pairs_per_epoch, np.random.default_rng([cfg.seed, 0, epoch]))
+                                       cfg.max_pairs_per_epoch, np.random.default_rng([cfg.seed, 0, epoch]), clip)
         trained = step.epoch(cache, labels, batches, f"finetune {epoch}/{cfg.epochs}", progress)
         if not lead:
             continue
@@ -302,7 +307,7 @@ class _Step:
                 broadcast_state(module)
 
     def epoch(self, cache: Any, labels: np.ndarray, batches: list[np.ndarray], desc: str, progress: bool) -> dict[str, Any]:
-        """Train on `batches` (rows video, second, frame); the pair-weighted mean losses, lr and logit scale.
+        """Train on `batches` (avelib.train.pairs rows); the pair-weighted mean losses, lr and logit scale.
         With a shard, this rank encodes its rows of each batch and the loss is that of the gathered batch."""
         model, cfg, device, shard = self.model, self.cfg, self.device, self.shard
         model.train()
@@ -324,7 +329,7 @@ class _Step:
                 fbsp = model.fbsp_loss().float()
                 lab = torch.zeros((), device=device)
                 if self.label_tower is not None:
-                    classes = torch.from_numpy(labels[rows[:, 0], rows[:, 1]]).to(device)  # [B] event classes
+                    classes = torch.from_numpy(labels[rows[:, 0], rows[:, 1]]).to(device)  # [B] audio seconds' classes
                     lab = self.label_tower.loss(a_emb, i_emb, classes)
                 loss = con + cfg.fbsp_weight * fbsp + cfg.label_weight * lab
             self.optimizer.zero_grad(set_to_none=True)
@@ -356,14 +361,14 @@ class _Step:
 
 def _check_inputs(model: nn.Module, cache: Any, labels: np.ndarray, splits: Mapping[str, np.ndarray],
                   cfg: FinetuneConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The training and validation videos with an event second; raises on unusable inputs."""
+    """The training and validation videos with an event second (clip pairs: every video); raises on unusable inputs."""
     if 1 not in cfg.recall_ks:
         raise ValueError(f"finetune.recall_ks must contain 1 (selection is on R@1), got {cfg.recall_ks}")
     if labels.ndim != 2 or labels.shape[1] != NUM_SEGMENTS or labels.shape[0] != len(cache.ok):
         raise ValueError(f"labels must be [N,{NUM_SEGMENTS}] with N={len(cache.ok)} (cache rows), got {labels.shape}")
     videos = {}
     for split, name in (("train", "training"), ("val", "validation")):
-        videos[split] = event_videos(labels, splits[split], cache.ok)
+        videos[split] = event_videos(labels, splits[split], cache.ok, cfg.pairs == "clip")
         if len(videos[split]) < 2:
             raise ValueError(f"finetune needs >= 2 decoded {name} videos with an event second, found {len(videos[split])}")
     check_cache_matches_model(cache, model)
@@ -386,13 +391,13 @@ def _evaluate(model: nn.Module, cache: Any, pairs: np.ndarray, cfg: FinetuneConf
             "val_videos": int(len(np.unique(pairs[:, 0])))}
 
 
-def _label_tower(model: nn.Module, cfg: FinetuneConfig, device: torch.device) -> LabelTower | None:
-    """The class-name table when `label_weight` > 0 (its init seeded by `cfg.seed`), else None."""
+def _label_tower(model: nn.Module, cfg: FinetuneConfig, device: torch.device, classes: int) -> LabelTower | None:
+    """The table of `classes` class names when `label_weight` > 0 (its init seeded by `cfg.seed`), else None."""
     if cfg.label_weight < 0:
         raise ValueError(f"finetune.label_weight must be >= 0, got {cfg.label_weight}")
     if cfg.label_weight == 0:
         return None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        tower = LabelTower(BACKGROUND, model.config.embed_dim)  # one name per event class (28 in AVE)
+        tower = LabelTower(classes, model.config.embed_dim)  # one name per event class (28 in AVE)
     return tower.to(device)

@@ -1,5 +1,9 @@
 """(audio second, frame) pairs of the segment cache: sampling for training, every event second for
-validation, batch gathering from the memmapped cache and the embedding pass of the towers."""
+validation, batch gathering from the memmapped cache and the embedding pass of the towers.
+
+A pair is a row (video, audio second, frame second, frame). Stage A pairs an event second's audio with
+one of its own frames (aligned); pretraining on the pool pairs an audio second with a frame of any second
+of the clip (`clip`: AudioSet's labels are per clip, avelib.data.pool), where every second counts."""
 
 from __future__ import annotations
 
@@ -9,16 +13,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from avelib.data.ave import BACKGROUND
+from avelib.data.ave import BACKGROUND, NUM_SEGMENTS
 from avelib.models.device import autocast
 from avelib.models.images import to_images
 
 
-def event_videos(labels: np.ndarray, indices: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """Indices (subset of `indices`) of decoded videos with at least one event second."""
+def event_videos(labels: np.ndarray, indices: np.ndarray, ok: np.ndarray, clip: bool = False) -> np.ndarray:
+    """Indices (subset of `indices`) of decoded videos with at least one event second (clip pairs: every
+    decoded video)."""
     indices = np.asarray(indices, dtype=np.int64)
-    has_event = (np.asarray(labels)[indices] != BACKGROUND).any(axis=1)  # [n]
+    has_event = (np.asarray(labels)[indices] != BACKGROUND).any(axis=1) | clip  # [n]
     return indices[has_event & np.asarray(ok, dtype=bool)[indices]]
+
+
+def pair_seconds(labels: np.ndarray, video: int, clip: bool) -> np.ndarray:
+    """The seconds of `video` that pairs are drawn from: its event seconds, or all of them (clip pairs)."""
+    return np.arange(NUM_SEGMENTS) if clip else np.flatnonzero(labels[video] != BACKGROUND)
 
 
 def sample_epoch_batches(
@@ -29,12 +39,15 @@ def sample_epoch_batches(
     passes: int,
     max_pairs: int | None,
     rng: np.random.Generator,
+    clip: bool = False,
 ) -> list[np.ndarray]:
-    """One epoch of batches, each int64 [B,3] rows (video, second, frame), videos distinct in a batch.
+    """One epoch of batches, each int64 [B,4] rows (video, audio second, frame second, frame), videos
+    distinct in a batch.
 
     Each pass shuffles the videos and cuts the permutation into batches, so a video appears at most
-    once per batch; its event second and frame are drawn anew for every appearance. A trailing batch
-    of fewer than 2 pairs is dropped (a contrastive batch needs negatives).
+    once per batch; its event second (both columns) and frame are drawn anew for every appearance; with
+    `clip`, an audio second and, independently, a frame second of the whole clip. A trailing batch of
+    fewer than 2 pairs is dropped (a contrastive batch needs negatives).
     """
     batches: list[np.ndarray] = []
     total = 0
@@ -46,21 +59,26 @@ def sample_epoch_batches(
                 vids = vids[: max(0, max_pairs - total)]
             if len(vids) < 2:
                 break
-            rows = np.empty((len(vids), 3), dtype=np.int64)  # [B,3]
+            rows = np.empty((len(vids), 4), dtype=np.int64)  # [B,4]
             for j, v in enumerate(vids):
-                seconds = np.flatnonzero(labels[v] != BACKGROUND)
-                rows[j] = (v, seconds[rng.integers(len(seconds))], rng.integers(frames_per_second))
+                seconds = pair_seconds(labels, v, clip)
+                audio_second = seconds[rng.integers(len(seconds))]
+                frame_second = seconds[rng.integers(len(seconds))] if clip else audio_second
+                rows[j] = (v, audio_second, frame_second, rng.integers(frames_per_second))
             batches.append(rows)
             total += len(vids)
     return batches
 
 
-def validation_pairs(videos: np.ndarray, labels: np.ndarray, frames_per_second: int, frames: int) -> np.ndarray:
-    """Every event second of every validation video, `frames` evenly spaced frames each: int64 [M,3]
-    rows (video, second, frame). Hundreds of pairs, so R@1 resolves well below a point."""
+def validation_pairs(videos: np.ndarray, labels: np.ndarray, frames_per_second: int, frames: int,
+                     clip: bool = False) -> np.ndarray:
+    """Every event second (clip pairs: every second) of every validation video with `frames` evenly spaced
+    frames of its own: int64 [M,4] rows (video, second, second, frame). Hundreds of pairs, so R@1 resolves
+    well below a point; retrieval counts any pair of the query's video as a hit, so clip-level pairs need
+    no other rows."""
     picks = sorted({(2 * j + 1) * frames_per_second // (2 * frames) for j in range(min(frames, frames_per_second))})
-    rows = [(v, s, f) for v in videos for s in np.flatnonzero(labels[v] != BACKGROUND) for f in picks]
-    return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+    rows = [(v, s, s, f) for v in videos for s in pair_seconds(labels, v, clip) for f in picks]
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 4)
 
 
 class _PairBatches(torch.utils.data.Dataset):
@@ -75,9 +93,9 @@ class _PairBatches(torch.utils.data.Dataset):
         return len(self.batches)
 
     def __getitem__(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        v, s, f = self.batches[b].T
-        frames = np.ascontiguousarray(self.frames[v, s, f])  # [B,S,S,3] uint8, reads only these frames
-        audio = np.ascontiguousarray(self.audio[v, s], dtype=np.float32)  # [B,R]
+        v, audio_second, frame_second, f = self.batches[b].T
+        frames = np.ascontiguousarray(self.frames[v, frame_second, f])  # [B,S,S,3] uint8, reads only these frames
+        audio = np.ascontiguousarray(self.audio[v, audio_second], dtype=np.float32)  # [B,R]
         return torch.from_numpy(frames), torch.from_numpy(audio)
 
 
@@ -128,12 +146,12 @@ def embed_pairs(
     amp: bool = True,
     channels_last: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Audio and image embeddings (float32, CPU) [M,E] of the (video, second, frame) rows of `pairs`.
-    Each second's audio is encoded once, however many of its frames the rows hold."""
+    """Audio and image embeddings (float32, CPU) [M,E] of the (video, audio second, frame second, frame)
+    rows of `pairs`. Each second's audio is encoded once, however many frames the rows pair it with."""
     was_training = model.training
     model.eval()
     seconds, where = np.unique(pairs[:, :2], axis=0, return_inverse=True)  # [U,2], [M]
-    audio_rows = np.column_stack([seconds, np.zeros(len(seconds), dtype=seconds.dtype)])  # [U,3], frame unused
+    audio_rows = np.column_stack([seconds, seconds[:, 1], np.zeros(len(seconds), dtype=seconds.dtype)])  # [U,4]
     with autocast(device, amp):
         a_emb = torch.cat([model.encode_audio(audio.to(device)).float().cpu()
                            for _, audio in _in_batches(cache, audio_rows, batch_size)])  # [U,E]

@@ -125,13 +125,13 @@ def retrieval_heatmap(
     from avelib.train.pairs import embed_pairs, event_videos, validation_pairs
 
     videos = event_videos(labels, splits["val"], cache.ok)
-    pairs = validation_pairs(videos, np.asarray(labels), int(cache.frames_per_second), 1)  # [M,3]
-    pairs = pairs[np.unique(pairs[:, 0], return_index=True)[1]][:n]  # [n,3] one per video
+    pairs = validation_pairs(videos, np.asarray(labels), int(cache.frames_per_second), 1)  # [M,4]
+    pairs = pairs[np.unique(pairs[:, 0], return_index=True)[1]][:n]  # [n,4] one per video
     if len(pairs) < 2:
         raise ValueError("retrieval_heatmap needs >= 2 validation videos with an event second")
     a, i = embed_pairs(model, cache, pairs, batch_size=64, device=resolve_device(device))
     ids = list(names) if names is not None else list(cache.video_ids)
-    tick = [f"{ids[v]}@{s}s" for v, s, _ in pairs]
+    tick = [f"{ids[v]}@{s}s" for v, s, _, _ in pairs]
     return plot_similarity_heatmap(similarity_matrix(a, i), tick)
 
 
