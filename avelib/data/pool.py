@@ -42,7 +42,7 @@ POOL_FILE = "pool.json"  # beside the cache files: the classes, splits and plans
 class PoolConfig:
     """params.yaml section `pretrain.pool` (design defaults of ours; the module docstring says what each mirrors)."""
 
-    videos: int = 400
+    videos: int = 1000
     """Clips in the pool."""
     split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
     """Train / val / test shares (the test part is unused)."""

@@ -32,5 +32,5 @@ class PretrainConfig:
     pool: PoolConfig = field(default_factory=PoolConfig)
     """The AudioSet-like pool (avelib.data.pool)."""
     towers: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(
-        epochs=30, passes_per_epoch=1, pairs="clip", lr=1e-3, logit_scale_init=14.285714, label_weight=1.0))
+        epochs=10, passes_per_epoch=1, pairs="clip", lr=1e-3, logit_scale_init=14.285714, label_weight=1.0))
     """Training settings (the `finetune` keys); `seed` also seeds the random init of the towers."""
