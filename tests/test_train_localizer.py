@@ -277,3 +277,22 @@ def test_peer_table_has_every_main_table_run(data, tmp_path):
     audio_only = next(v for v in axis["variants"] if v["name"] == "audio")
     assert rows[1][1] == f"{100 * audio_only['test_accuracy']['mean']:.2f}"
     assert audio_only["test_selected"]["inflation"]["difference"] >= 0  # test selection never loses to ours
+
+
+def test_ablation_jobs_are_numbered_alike_in_every_process(monkeypatch, tmp_path):
+    """A worker reads the variants from key-sorted JSON, the stage from params.yaml: the job order (which
+    process trains which seed) must not depend on the order of the variants."""
+    from avelib.distributed import Shard
+    from avelib.params import resolved
+    from avelib.train import ablations
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(ablations, "train_seeds", lambda *a, **kw: calls[-1].append(kw["out_dir"].name))
+    base = {"localizer": resolved(SMALL), "train": resolved(FAST), "evaluate": resolved(EvalConfig(seeds=(0,)))}
+    variants = {"temporal": {"localizer": {"attention": "temporal"}}, "feature": {"localizer": {"attention": "feature"}},
+                "both": {}}
+    for order in (variants, dict(sorted(variants.items()))):
+        calls.append([])
+        ablations.run_axis("attention", order, base, tmp_path, np.zeros((1, 10)), {}, "toy", main_run={},
+                           out_dir=tmp_path, shard=Shard(0, 2), progress=False)
+    assert calls[0] == calls[1] == ["feature", "temporal"]

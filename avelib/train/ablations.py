@@ -85,7 +85,10 @@ def run_axis(
     """
     main_configs = variant_configs({}, base, "main run", main_features)  # not a params key: base reads are the stage's own
     runs, full, reference = {}, set(), main_run
-    for name, overrides in variants.items():
+    # jobs in name order: every process numbers them alike, whatever order its params came in (a worker's
+    # spec is key-sorted JSON); the attention axis's variants were trained twice and half of them by no worker
+    for name in sorted(variants):
+        overrides = variants[name]
         configs = variant_configs(overrides or {}, base, f"ablations.{axis}.{name}", main_features)
         features, loc, train, evaluate = configs
         if configs == main_configs:
@@ -102,8 +105,8 @@ def run_axis(
             reference = runs[name]
     if shard is not None:  # a rank only trains (avelib.distributed)
         return {}
-    entries = [_entry(axis, name, variants[name] or {}, run, reference, name in full, dataset, main_features)
-               for name, run in runs.items()]
+    entries = [_entry(axis, name, variants[name] or {}, runs[name], reference, name in full, dataset, main_features)
+               for name in variants]  # in params order
     return {"axis": axis, "variants": entries}
 
 
