@@ -174,10 +174,11 @@ def params_sections() -> dict[str, type]:
     from avelib.train.extract import ExtractConfig
     from avelib.train.localizer import BaselinesConfig, EvalConfig, TrainConfig
     from avelib.train.pretrain import PretrainConfig
+    from avelib.train.recipe_grid import FinetuneGrid
     from avelib.train.weak import WeakConfig
 
     return {"data": DataConfig, "synth": SynthConfig, "decode": DecodeConfig, "audioclip": AudioCLIPParams,
-            "pretrain": PretrainConfig, "finetune": FinetuneConfig, "extract": ExtractConfig,
+            "pretrain": PretrainConfig, "finetune": FinetuneConfig, "finetune_grid": FinetuneGrid, "extract": ExtractConfig,
             "localizer": LocalizerConfig, "train": TrainConfig, "evaluate": EvalConfig, "baselines": BaselinesConfig,
             "distributed": DistributedConfig, "weak": WeakConfig, "crossmodal": CrossmodalConfig, "report": ReportConfig}
 

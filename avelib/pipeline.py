@@ -91,12 +91,12 @@ STAGES: tuple[Stage, ...] = (
            # persisted: an interrupted run reuses the pool and resumes from last.pt
            outs=(Out("data/pretrain", cache=False, persist=True), Out("models/pretrain", persist=True))),
     _stage("finetune", "04_finetune", "avelib.stages.towers:run_finetune",
-           ("data", "audioclip", "finetune", "distributed.finetune_nproc", "distributed.torchrun_args"),
+           ("data", "audioclip", "finetune", "finetune_grid", "distributed.finetune_nproc", "distributed.torchrun_args"),
            paths={"out_dir": "models/finetune", "summary_out": "reports/finetune.json"},
            inputs=("models/pretrain", "${data.cache_dir}"), ranks=True,
            # persisted: an interrupted run resumes from last.pt (it restarts if the params differ)
            outs=(Out("models/finetune/best.pt", persist=True), Out("models/finetune/history.json", persist=True),
-                 Out("models/finetune/last.pt", persist=True)),
+                 Out("models/finetune/last.pt", persist=True), Out("models/finetune/grid", persist=True)),
            metrics=("reports/finetune.json",),
            plots={"models/finetune/plots/finetune_loss.csv": {"x": "epoch"},
                   "models/finetune/plots/finetune_recall.csv": {"x": "epoch"}}),

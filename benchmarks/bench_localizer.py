@@ -9,6 +9,11 @@ run of the configured schedule (params.yaml `train.phases`, 30 epochs by default
     python benchmarks/bench_localizer.py --device cpu --epochs 2
     python benchmarks/bench_localizer.py --device cuda --epochs 10
     python benchmarks/bench_localizer.py --model avel --videos 600 --dim 128 --threads 1 --epochs 6
+
+`--batch` replaces the training batch: an epoch covers the same videos in fewer, larger steps, so the ratio
+of two epoch times bounds what stacking models into one batch could save (README "Speed, memory and more processes"):
+
+    python benchmarks/bench_localizer.py --videos 600 --dim 128 --hidden 64 --heads 4 --threads 1 --epochs 6 --batch 320
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from avelib.train.seeding import seed_everything
 
 
 def localizer_speed(device: str, epochs: int, videos: int, dim: int, hidden: int, heads: int, threads: int = 0,
-                    kind: str = "aveclip") -> dict:
+                    kind: str = "aveclip", batch: int | None = None) -> dict:
     """Train the localizer (or AVEL, with its recipe) for `epochs` on random features; epochs/s after the first
     (warm-up) epoch."""
     params = load_params()
@@ -43,6 +48,8 @@ def localizer_speed(device: str, epochs: int, videos: int, dim: int, hidden: int
         full = baselines.train_config(full, "avel")
         cfg = dataclasses.replace(full, epochs=epochs, device=device, threads=threads)
         model = build_model("avel", baselines.model, dim, dim)
+    if batch is not None:
+        cfg = dataclasses.replace(cfg, batch_size=batch)
     t0 = time.perf_counter()
     result = train_model(model, (audio, visual), labels, splits, cfg, progress=False)
     seconds = [h["seconds"] for h in result.history]  # per epoch, validation included
@@ -67,10 +74,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads on the CPU (0 = torch's default)")
     ap.add_argument("--model", default="aveclip", choices=["aveclip", "avel"],
                     help="avel: the AVEL baseline with its recipe (--hidden and --heads then unused)")
+    ap.add_argument("--batch", type=int, default=None, help="training batch (default: the recipe's)")
     args = ap.parse_args()
     if args.epochs < 2:
         ap.error("--epochs must be >= 2 (the first epoch is warm-up)")
-    r = localizer_speed(args.device, args.epochs, args.videos, args.dim, args.hidden, args.heads, args.threads, args.model)
+    r = localizer_speed(args.device, args.epochs, args.videos, args.dim, args.hidden, args.heads, args.threads, args.model,
+                        args.batch)
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; {args.model} {r['params_m']:.2f} M params" + (
         f", hidden {args.hidden}, heads {args.heads}, windows {r['windows']}" if args.model == "aveclip" else ""))

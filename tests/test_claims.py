@@ -109,6 +109,18 @@ def test_stage_a_summary_pairs_the_kept_epoch_with_the_start():
     assert stage_summary(_history([0.5, 0.5], best=0))["kept_minus_start"]["verdict"] == "not resolved"
 
 
+def test_stage_a_line_lists_the_recipe_grid():
+    from avelib.eval.loaders import stage_a_text
+    from avelib.eval.results import stage_summary
+
+    grid = [{"lr": 1e-4, "layers": "all", "kept_epoch": 2, "a2i_r1": 0.8, "a2i_r1_ci": [0.7, 0.9], "chosen": True},
+            {"lr": 1e-5, "layers": "heads", "kept_epoch": 0, "a2i_r1": 0.3, "a2i_r1_ci": [0.2, 0.4], "chosen": False}]
+    line = stage_a_text({**stage_summary(_history([0.3, 0.5, 0.9], best=2)), "grid": grid})
+    assert "Recipe grid, each run's kept epoch: lr 0.0001, all: epoch 2, 0.800 [0.700, 0.900] (kept); " \
+           "lr 1e-05, heads: epoch 0, 0.300 [0.200, 0.400]." in line
+    assert "Recipe grid" not in stage_a_text(stage_summary(_history([0.3, 0.5, 0.9], best=2)))
+
+
 def test_report_page_shows_cis_differences_and_stage_a(tmp_path):
     from avelib.report import build_index
     from avelib.eval.results import stage_summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -277,3 +278,35 @@ def test_training_figures(data, run_a):
     _, cache, labels, splits = data
     heat = retrieval_heatmap(run_a.model, cache, labels, splits, n=3)
     assert heat.axes[0].images[0].get_array().shape == (3, 3)
+
+
+def test_heads_only_trains_the_heads_and_keeps_the_bodies_statistics(data, tmp_path):
+    from avelib.train.objective import HEADS
+
+    _, cache, labels, splits = data
+    start = {k: v.clone() for k, v in model0().state_dict().items()}
+    run = finetune(model0(), cache, labels, splits, dataclasses.replace(CFG, layers="heads", eval_initial=False),
+                   tmp_path, progress=False)
+    moved = {k for k, v in run.model.state_dict().items() if not torch.equal(v, start[k])}
+    assert moved and all(k.startswith(HEADS) for k in moved)  # BatchNorm statistics of the bodies too
+    assert any(k.startswith("visual.attnpool") for k in moved) and any(k.startswith("audio.fc") for k in moved)
+    with pytest.raises(ValueError, match="layers"):
+        finetune(model0(), cache, labels, splits, dataclasses.replace(CFG, layers="body"), tmp_path / "x", progress=False)
+
+
+def test_recipe_grid_keeps_the_best_run_on_validation(data, tmp_path):
+    root, cache, _, _ = data
+    params = {"audioclip": {"profile": "small", "checkpoint": None},
+              "finetune": {"epochs": 1, "batch_size": 4, "device": "cpu", "seed": 3, "eval_batch_size": 8},
+              "finetune_grid": {"lr": [3e-4, 1e-5], "layers": ["all", "heads"]}}
+    res = run_finetune(params, cache.dir, root, tmp_path / "ft", progress=False)
+    assert [(g["lr"], g["layers"]) for g in res.grid] == [(3e-4, "all"), (3e-4, "heads"), (1e-5, "all"), (1e-5, "heads")]
+    kept = max(res.grid, key=lambda g: g["a2i_r1"])
+    assert [g["chosen"] for g in res.grid].count(True) == 1 and res.grid[[g["chosen"] for g in res.grid].index(True)]["a2i_r1"] == kept["a2i_r1"]
+    chosen = next(g for g in res.grid if g["chosen"])
+    run_dir = tmp_path / "ft" / "grid" / f"lr{chosen['lr']:g}_{chosen['layers']}"
+    for name in ("best.pt", "history.json", "last.pt", "plots/finetune_recall.csv"):  # the kept run's files, for extract
+        assert (tmp_path / "ft" / name).read_bytes() == (run_dir / name).read_bytes()
+    assert res.out_dir == tmp_path / "ft" and res.best_metric == chosen["a2i_r1"]
+    with pytest.raises(ValueError, match="finetune_grid"):
+        run_finetune({**params, "distributed": {"finetune_nproc": 2}}, cache.dir, root, tmp_path / "dp", progress=False)

@@ -36,6 +36,7 @@ SMOKE: dict[str, Any] = {
     "decode": {"frames_per_second": 2, "workers": 1},
     "pretrain": {"pool": {"videos": 12, "split_fractions": [0.5, 0.25, 0.25]}, "towers": {"epochs": 2, "batch_size": 6, "pairs": "clip"}},
     "finetune": {"epochs": 3, "batch_size": 6, "passes_per_epoch": 1, "device": "cpu"},
+    "finetune_grid": {"lr": [], "layers": []},  # one run: the kill point watches its files (the grid: test_contrastive)
     "extract": {"batch_size": 8, "device": "cpu"},
     "train": {"phases": [{"windows": [10], "epochs": 2}, {"windows": [10, 5, 3, 2], "epochs": 4}], "batch_size": 4},
     "evaluate": {"seeds": [0, 1]},

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.paper_smoke, pytest.mark.timeout(1200)]  # the paper c
 SHRINK = [
     "decode.frames_per_second=2", "decode.workers=2",
     "finetune.epochs=1", "finetune.passes_per_epoch=1", "finetune.eval_initial=false",
-    "finetune.batch_size=8", "finetune.eval_batch_size=16", "finetune.device=cpu",
+    "finetune.batch_size=8", "finetune.eval_batch_size=16", "finetune.device=cpu", "finetune_grid.layers=[all]",
     "extract.batch_size=32", "extract.device=cpu",
     "train.device=cpu", "train.phases=[]", "train.epochs=2", "evaluate.seeds=[0]",
     "report.predict.frames_per_second=2",

@@ -116,12 +116,14 @@ def stage_a_text(summary: Mapping[str, Any]) -> str:
             f"start (epoch 0) {r1(summary.get('start'))}, kept epoch {summary['kept_epoch']} {r1(summary['kept'])}")
     versus = summary.get("kept_minus_start")
     if summary["kept_epoch"] == 0:
-        return line + "; fine-tuning did not raise it, so the start was kept."
-    if versus:
+        line += "; fine-tuning did not raise it, so the start was kept"
+    elif versus:
         lo, hi = versus["ci"]
         verdict = {1: "fine-tuning helped (resolved)", -1: "fine-tuning hurt (resolved)", 0: "not resolved"}[direction((lo, hi))]
         line += f"; kept − start {versus['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}], p {p_text(versus['p_value'])}: {verdict}"
-    return line + "."
+    runs = [f"lr {g['lr']:g}, {g['layers']}: epoch {g['kept_epoch']}, {r1(g)}" + (" (kept)" if g["chosen"] else "")
+            for g in summary.get("grid") or []]
+    return line + "." + (f" Recipe grid, each run's kept epoch: {'; '.join(runs)}." if runs else "")
 
 
 def load_comparisons(reports: str | Path) -> list[Comparison]:

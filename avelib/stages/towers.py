@@ -12,9 +12,10 @@ from avelib.data.ave import load_dataset
 from avelib.data.cache import SegmentCache
 from avelib.distributed import Shard, launch, processes, share, spread
 from avelib.models.audioclip import AudioCLIPParams, build_audioclip, build_from_params
-from avelib.params import resolved, section, value
+from avelib.params import ParamsError, resolved, section, value
 from avelib.train.contrastive import FinetuneConfig, FinetuneResult, finetune, finished_result
 from avelib.train.extract import ExtractConfig, ExtractResult, encode_chunks, extract_features
+from avelib.train.recipe_grid import NO_GRID, FinetuneGrid, recipes, run_grid
 from avelib.train.seeding import seed_everything
 
 
@@ -56,12 +57,20 @@ def finetune_jobs(params: Mapping[str, Any], cache_dir: str, dataset_root: str, 
 
 def run_finetune(params: Mapping[str, Any], cache_dir: str | Path, dataset_root: str | Path,
                  out_dir: str | Path, progress: bool = True) -> FinetuneResult:
-    """Stage A from `audioclip`, `finetune` (and `distributed`): load labels/splits and the cache, build the
-    initial towers, fine-tune; with `distributed.finetune_nproc > 1` on that many data-parallel ranks."""
+    """Stage A from `audioclip`, `finetune`, `finetune_grid` (and `distributed`): load labels/splits and the
+    cache, build the initial towers, fine-tune once per recipe of the grid (avelib.train.recipe_grid) and keep
+    the best on validation; with `distributed.finetune_nproc > 1` one run on that many data-parallel ranks.
+    The result carries the grid's table (`grid`, empty without a grid)."""
     ranks = launch(params, "finetune")
+    grid = section(params, "finetune_grid", FinetuneGrid) if "finetune_grid" in params else NO_GRID  # a caller may omit it
+    configs = recipes(section(params, "finetune", FinetuneConfig), grid)
+    if ranks.nproc > 1 and len(configs) > 1:
+        raise ParamsError("finetune_grid: a recipe grid runs in one process; empty it or set distributed.finetune_nproc: 1")
     if ranks.nproc <= 1:
-        cfg, dataset, cache, model = _finetune_inputs(params, cache_dir, dataset_root)
-        return finetune(model, cache, dataset.labels, dataset.splits, cfg, out_dir, progress=progress)
+        _, dataset, cache, model = _finetune_inputs(params, cache_dir, dataset_root)
+        if len(configs) == 1:
+            return finetune(model, cache, dataset.labels, dataset.splits, configs[0], out_dir, progress=progress)
+        return run_grid(lambda: initial_model(params), cache, dataset.labels, dataset.splits, configs, out_dir, progress)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     spread(ranks, "finetune", {"params": dict(params), "cache_dir": str(cache_dir),
                                                      "dataset_root": str(dataset_root), "progress": False}, Path(out_dir))

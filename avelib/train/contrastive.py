@@ -39,7 +39,7 @@ from avelib.models.device import autocast, cpu_state, prepare_model, resolve_dev
 from avelib.models.images import to_images
 from avelib.models.label_tower import LabelTower
 from avelib.params import resolved
-from avelib.train.objective import contrastive_loss, lr_lambda, param_groups
+from avelib.train.objective import contrastive_loss, lr_lambda, param_groups, select_layers, train_mode
 from avelib.train.checkpointing import LAST, load_resume_point, save_resume_point, weights_sha256
 from avelib.train.pairs import (
     check_cache_matches_model,
@@ -71,6 +71,8 @@ class FinetuneConfig:
     """How many shuffled passes over the training videos make one epoch (each pass draws a new second/frame)."""
     max_pairs_per_epoch: int | None = None
     """Cap on the pairs of one epoch (for speed on the full dataset); null = no cap."""
+    layers: Literal["all", "heads"] = "all"
+    """Which parameters train: all of both towers, or their heads (avelib.train.objective.HEADS)."""
     pairs: Literal["aligned", "clip"] = "aligned"
     """aligned: an event second's audio and one of its own frames (stage A); clip: an audio second and a
     frame of any second, every second of a clip labelled with its class (pretraining on the AudioSet-like
@@ -126,15 +128,14 @@ class FinetuneResult:
     out_dir: Path
     completed: bool
     chance: dict[str, float] = field(default_factory=dict)
+    grid: list[dict[str, Any]] = field(default_factory=list)  # the recipe grid's table (avelib.train.recipe_grid)
 
-
-# ----------------------------------------------------------------------------------------------------
 
 # ----------------------------------------------------------------------------------------------------
 # run identity and files
 
 
-def _selection_key(entry: Mapping[str, Any], ks: tuple[int, ...]) -> tuple[float, ...]:
+def selection_key(entry: Mapping[str, Any], ks: tuple[int, ...]) -> tuple[float, ...]:
     """Validation audio->image R@1 decides; a2i recall at larger k breaks ties (earliest epoch wins)."""
     return tuple(entry[f"a2i_r{k}"] for k in sorted(ks))
 
@@ -186,8 +187,7 @@ def finetune(
         raise ValueError("finetune: no batch of >= 2 pairs per epoch; raise batch_size or max_pairs_per_epoch")
 
     model = prepare_model(model, device, cfg.channels_last)
-    for p in model.parameters():
-        p.requires_grad_(True)  # both towers are trained
+    select_layers(model, cfg.layers)
     label_tower = _label_tower(model, cfg, device, int(labels.max()) + 1 if clip else BACKGROUND)
     step = _Step(model, label_tower, cfg, cfg.epochs * batches_per_epoch, device, shard)
 
@@ -200,7 +200,7 @@ def finetune(
     if resumed is not None:
         step.load_state_dict(resumed)
         start_epoch, history, seconds = resumed["epoch"] + 1, resumed["history"], resumed["seconds"]
-        best_entry = max(history, key=lambda h: _selection_key(h, cfg.recall_ks)) if history else None
+        best_entry = max(history, key=lambda h: selection_key(h, cfg.recall_ks)) if history else None
         if best_entry is not None:
             best_state = load_best_state(out_dir / BEST, model)
         log.info("finetune: resumed from %s after epoch %d", out_dir / LAST, resumed["epoch"])
@@ -228,7 +228,7 @@ def finetune(
             continue
         entry = {"epoch": epoch, **trained, **_evaluate(model, cache, val_pairs, cfg, device)}
         history.append(entry)
-        if best_entry is None or _selection_key(entry, cfg.recall_ks) > _selection_key(best_entry, cfg.recall_ks):
+        if best_entry is None or selection_key(entry, cfg.recall_ks) > selection_key(best_entry, cfg.recall_ks):
             best_entry, best_state = entry, cpu_state(model)
             save_best(model, out_dir, entry, config)
         seconds.append(time.perf_counter() - t0)
@@ -310,7 +310,7 @@ class _Step:
         """Train on `batches` (avelib.train.pairs rows); the pair-weighted mean losses, lr and logit scale.
         With a shard, this rank encodes its rows of each batch and the loss is that of the gathered batch."""
         model, cfg, device, shard = self.model, self.cfg, self.device, self.shard
-        model.train()
+        train_mode(model)
         sums = torch.zeros(4, dtype=torch.float64, device=device)  # pair-weighted loss, contrastive, fbsp, label
         n_pairs = 0
         mine = batches if shard is None else [local_rows(b, shard) for b in batches]

@@ -18,6 +18,27 @@ def contrastive_loss(model: nn.Module, a_emb: torch.Tensor, i_emb: torch.Tensor)
     return F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)
 
 
+HEADS = ("visual.attnpool", "audio.fc", "logit_scale")  # the towers' last layers (both profiles) and the scales
+
+
+def select_layers(model: nn.Module, layers: str) -> None:
+    """Which parameters train: "all", or "heads" only (HEADS); the others get no gradient."""
+    if layers not in ("all", "heads"):
+        raise ValueError(f"finetune.layers must be all or heads, got {layers!r}")
+    for name, p in model.named_parameters():
+        p.requires_grad_(layers == "all" or name.startswith(HEADS))
+
+
+def train_mode(model: nn.Module) -> None:
+    """Training mode, except for modules whose parameters are all fixed: they stay in eval mode, so "heads"
+    keeps the bodies' BatchNorm statistics as they were ("all" trains every module as before)."""
+    model.train()
+    for module in model.modules():
+        weights = list(module.parameters())
+        if weights and not any(p.requires_grad for p in weights):
+            module.eval()
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Decay weight matrices / conv kernels only; biases, norms and scalar scales are not decayed."""
     decay, no_decay = [], []
