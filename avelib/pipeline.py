@@ -96,7 +96,7 @@ STAGES: tuple[Stage, ...] = (
            inputs=("models/pretrain", "${data.cache_dir}"), ranks=True,
            # persisted: an interrupted run resumes from last.pt (it restarts if the params differ)
            outs=(Out("models/finetune/best.pt", persist=True), Out("models/finetune/history.json", persist=True),
-                 Out("models/finetune/last.pt", persist=True), Out("models/finetune/grid", persist=True)),
+                 Out("models/finetune/last.pt", persist=True)),  # the grid's runs stay beside them in grid/, untracked
            metrics=("reports/finetune.json",),
            plots={"models/finetune/plots/finetune_loss.csv": {"x": "epoch"},
                   "models/finetune/plots/finetune_recall.csv": {"x": "epoch"}}),
