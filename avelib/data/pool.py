@@ -58,19 +58,6 @@ class PoolConfig:
     """Probability that a clip also plays another class's sound, in a span of its own."""
 
 
-@dataclass(frozen=True)
-class _ClipLook:
-    """The render settings of one clip (avelib.data.synth_render.RenderSettings)."""
-
-    image_size: int
-    fps: int
-    sample_rate: int
-    seed: int
-    variation: float
-    visual_noise: float
-    audio_noise: float
-
-
 def class_pairs(cfg: PoolConfig) -> np.ndarray:
     """int64 [classes, 2]: the (look, sound) SynthAVE class of each pool class; row c < 28 is AVE class c."""
     n = len(CATEGORIES)
@@ -116,9 +103,9 @@ def render_clip(cfg: PoolConfig, synth: SynthConfig, decode: DecodeConfig, index
                 plan: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """frames uint8 [10,K,S,S,3] and audio float32 [10,R] of one planned clip, in the cache's format."""
     s, k, r = decode.image_size, decode.frames_per_second, decode.sample_rate
-    look = _ClipLook(image_size=2 * round(s * plan["zoom"] / 2), fps=k, sample_rate=r, seed=cfg.seed,
-                     variation=synth.variation, visual_noise=synth.visual_noise * plan["visual_noise_scale"],
-                     audio_noise=synth.audio_noise * plan["audio_noise_scale"])
+    look = replace(synth, image_size=2 * round(s * plan["zoom"] / 2), fps=k, sample_rate=r, seed=cfg.seed,
+                   visual_noise=synth.visual_noise * plan["visual_noise_scale"],
+                   audio_noise=synth.audio_noise * plan["audio_noise_scale"])  # this clip's render settings
     big = render_frames(look, plan, index)  # [10*K,S',S',3]
     y, x = np.random.default_rng([cfg.seed, index, 4]).integers(0, look.image_size - s + 1, size=2)
     frames = big[:, y : y + s, x : x + s].reshape(NUM_SEGMENTS, k, s, s, 3)
