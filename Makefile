@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml
 
 # the README's results tables are regenerated from the reports the run wrote (tests check they match);
 # only when a result file is newer than README.md, so a repro with nothing to do takes ~3 s
-RESULTS = $(addprefix reports/,metrics.json baselines.json ablations.json finetune.json weak.json crossmodal.json)
+RESULTS = $(addprefix reports/,metrics.json baselines.json ablations.json finetune.json tower_runs.json weak.json \
+          crossmodal.json)
 repro: install
 	dvc repro
 	$(MAKE) --no-print-directory README.md

@@ -169,6 +169,7 @@ def params_sections() -> dict[str, type]:
     from avelib.models.audioclip import AudioCLIPParams
     from avelib.models.localizer import LocalizerConfig
     from avelib.report import ReportConfig
+    from avelib.stages.tower_runs import TowerRunsConfig
     from avelib.train.contrastive import FinetuneConfig
     from avelib.train.distance import CrossmodalConfig
     from avelib.train.extract import ExtractConfig
@@ -178,7 +179,8 @@ def params_sections() -> dict[str, type]:
     from avelib.train.weak import WeakConfig
 
     return {"data": DataConfig, "synth": SynthConfig, "decode": DecodeConfig, "audioclip": AudioCLIPParams,
-            "pretrain": PretrainConfig, "finetune": FinetuneConfig, "finetune_grid": FinetuneGrid, "extract": ExtractConfig,
+            "pretrain": PretrainConfig, "finetune": FinetuneConfig, "finetune_grid": FinetuneGrid,
+            "tower_runs": TowerRunsConfig, "extract": ExtractConfig,
             "localizer": LocalizerConfig, "train": TrainConfig, "evaluate": EvalConfig, "baselines": BaselinesConfig,
             "distributed": DistributedConfig, "weak": WeakConfig, "crossmodal": CrossmodalConfig, "report": ReportConfig}
 

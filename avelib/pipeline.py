@@ -77,6 +77,7 @@ def _stage(name: str, notebook: str, entry: str, keys: tuple[str, ...], outs: tu
                  metrics=(f"{REPORTS}/timings/{out_name}.json", *metrics), **kw)
 
 
+TOWER_FEATURES = "data/features/tower_runs"  # runs 1.. of the tower_runs stage (avelib.data.features.tower_feature_dirs)
 LOCALIZER_KEYS = ("data", "localizer", "train", "evaluate", "distributed.localizer_nproc")
 
 STAGES: tuple[Stage, ...] = (
@@ -106,6 +107,14 @@ STAGES: tuple[Stage, ...] = (
            inputs=("models/finetune/best.pt", "models/pretrain", "${data.cache_dir}"), ranks=True,
            # two outs, not data/features: a killed run's data/features/<name>.partial must survive DVC's cleanup
            outs=(Out("data/features/finetuned"), Out("data/features/frozen"))),
+    _stage("tower_runs", "05b_tower_runs", "avelib.stages.tower_runs:run_tower_runs",
+           ("data.cache_dir", "data.root", "synth", "decode", "audioclip", "pretrain", "finetune", "extract", "tower_runs"),
+           paths={"finetune_summary": "reports/finetune.json", "finetune_history": "models/finetune/history.json",
+                  "pool_dir": "data/pretrain", "models_dir": "models/tower_runs", "features_dir": TOWER_FEATURES,
+                  "summary_out": "reports/tower_runs.json"},
+           inputs=("reports/finetune.json", "models/finetune/history.json", "data/pretrain", "${data.cache_dir}"),
+           ranks=True,  # persisted: an interrupted run resumes each run's pretraining and fine-tuning
+           outs=(Out("models/tower_runs", persist=True), Out(TOWER_FEATURES)), metrics=("reports/tower_runs.json",)),
     _stage("train", "06_train", "avelib.stages.localizer:run_train", LOCALIZER_KEYS,
            paths={"features_dir": "data/features/finetuned", "out_dir": "models/localizer",
                   "plots_dir": "reports/plots"},
@@ -121,7 +130,7 @@ STAGES: tuple[Stage, ...] = (
            foreach="ablations",
            paths={"axis": "{item}", "features_root": "data/features", "main_metrics": "models/localizer/metrics.json",
                   "out": "reports/ablations/{item}.json", "out_dir": "models/ablations/{item}"},
-           inputs=("models/localizer", "data/features/finetuned", "data/features/frozen"), ranks=True,
+           inputs=("models/localizer", "data/features/finetuned", "data/features/frozen", TOWER_FEATURES), ranks=True,
            outs=(Out("models/ablations/{item}"), Out("reports/ablations/{item}.json", cache=False))),
     _stage("ablation_table", "09_ablation_table", "avelib.train.ablations:merge_axes", (),
            paths={"axes_dir": "reports/ablations", "out": "reports/ablations.json"},
@@ -129,15 +138,17 @@ STAGES: tuple[Stage, ...] = (
     _stage("weak", "10_weak", "avelib.stages.weak:run_weak", (*LOCALIZER_KEYS, "baselines", "weak"),
            paths={"features_root": "data/features", "supervised_metrics": "models/localizer/metrics.json",
                   "out": "reports/weak.json", "out_dir": "models/weak"},
-           inputs=("data/features/finetuned", "data/features/frozen", "models/localizer"), ranks=True,
+           inputs=("data/features/finetuned", "data/features/frozen", TOWER_FEATURES, "models/localizer"), ranks=True,
            outs=(Out("models/weak"),), metrics=("reports/weak.json",)),
     _stage("crossmodal", "11_crossmodal", "avelib.stages.crossmodal:run_crossmodal",
            ("data", "evaluate.seeds", "evaluate.visual", "crossmodal"),
            paths={"features_root": "data/features", "out": "reports/crossmodal.json"},
-           inputs=("data/features/finetuned", "data/features/frozen"), metrics=("reports/crossmodal.json",)),
+           inputs=("data/features/finetuned", "data/features/frozen", TOWER_FEATURES),
+           metrics=("reports/crossmodal.json",)),
     Stage("report", None, "avelib.report.index:write_report", ("report",), command="python -m avelib report",
           inputs=("params.yaml",  # the page shows the whole file
                   "reports/metrics.json", "reports/baselines.json", "reports/ablations.json", "reports/finetune.json",
+                  "reports/tower_runs.json",
                   "reports/weak.json", "reports/crossmodal.json", "reports/html", "reports/plots", "reports/timings"),
           outs=(Out("reports/index.html", cache=False), Out("reports/machine.json", cache=False)),
           metrics=("reports/timings.json", "reports/headline.json")),

@@ -17,7 +17,7 @@ from avelib.io import read_json
 # stage -> the module whose JOBS holds its job function (imported alone: a rank starts faster)
 JOB_MODULES = {"train": "avelib.stages.localizer", "evaluate": "avelib.stages.localizer",
                "ablate": "avelib.stages.localizer", "weak": "avelib.stages.weak", "finetune": "avelib.stages.towers",
-               "extract": "avelib.stages.towers"}
+               "extract": "avelib.stages.towers", "tower_runs": "avelib.stages.tower_runs"}
 
 
 def main(argv: list[str]) -> int:

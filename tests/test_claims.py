@@ -54,13 +54,19 @@ def test_a_comparison_between_tower_sets_of_one_run_each_is_never_resolved(tmp_p
     high, low = _run(0.9, 0), _run(0.5, 1)
     plain = stats.compare_runs(high, low)
     assert plain["verdict"] == "a"  # resolved by its CI ...
-    towers = stats.across_tower_runs(plain)
+    towers = stats.compare_tower_runs([high], [low])
     assert towers["verdict"] == stats.ONE_TOWER_RUN and towers["ci"] == plain["ci"] and towers["tower_runs"] == 1
-    assert stats.across_tower_runs(plain, tower_runs=3)["verdict"] == "a"  # ... which several tower runs would decide
     turned = claims.flipped("encoder", "frozen", towers)
     assert turned.verdict == stats.ONE_TOWER_RUN and turned.tower_runs == 1
     compared = weak_comparisons({("mlp", "finetuned"): high, ("mlp", "frozen"): low}, None)
     assert [c["verdict"] for c in compared] == [stats.ONE_TOWER_RUN]
+    # ... which several tower runs that agree decide, and runs that disagree leave open
+    agree = weak_comparisons({("mlp", "finetuned"): high, ("mlp", "frozen"): low}, None,
+                             {("mlp", "finetuned"): [_run(0.9, 2), _run(0.9, 3)], ("mlp", "frozen"): [_run(0.5, 4), _run(0.5, 5)]})
+    assert agree[0]["verdict"] == "a" and agree[0]["tower_runs"] == 3 and len(agree[0]["per_tower_run"]) == 3
+    split = weak_comparisons({("mlp", "finetuned"): high, ("mlp", "frozen"): low}, None,
+                             {("mlp", "finetuned"): [_run(0.5, 2), _run(0.2, 3)], ("mlp", "frozen"): [_run(0.9, 4), _run(0.5, 5)]})
+    assert split[0]["verdict"] == "not resolved" and split[0]["ci"][0] < 0 < split[0]["ci"][1]
 
 
 def test_readme_block_is_written_then_checked(tmp_path):
@@ -131,3 +137,25 @@ def test_report_page_shows_cis_differences_and_stage_a(tmp_path):
     assert "95 % CI" in page and "resolved: full model higher" in page and "not resolved" in page
     assert 'id="stage-a"' in page and "fine-tuning helped (resolved)" in page
     assert "Stage A (contrastive fine-tuning): " in readme_results(reports)
+
+
+def test_stage_a_across_tower_runs_resamples_the_runs_and_the_report_shows_each_run(tmp_path):
+    from avelib.eval.loaders import tower_runs_text
+    from avelib.eval.results import stage_a_across_runs
+    from avelib.report.towers import tower_runs
+
+    runs = stage_a_across_runs([_history([0.3, 0.5, 0.9], best=2), _history([0.3, 0.8], best=1),
+                                _history([0.4, 0.9, 0.7], best=1)])
+    assert runs["kept_epochs"] == [2, 1, 1] and runs["kept_minus_start"]["tower_runs"] == 3
+    assert runs["kept_minus_start"]["verdict"] == "a" and len(runs["kept_minus_start"]["per_tower_run"]) == 3
+    line = tower_runs_text(runs)
+    assert "run 1: epoch 1" in line and "fine-tuning helped (resolved)" in line
+    one = stage_a_across_runs([_history([0.3, 0.9], best=1)])
+    assert one["kept_minus_start"]["verdict"] == stats.ONE_TOWER_RUN  # one run: the towers' variance is unknown
+    write_json(runs, tmp_path / "tower_runs.json")
+    encoder = {**_run(0.8, 3), "axis": "encoder", "name": "frozen", "is_full_model": False,
+               "vs_reference": stats.compare_tower_runs([_run(0.8, 3)] * 3, [_run(0.9, 4)] * 3)}
+    write_json({"variants": [encoder]}, tmp_path / "ablations.json")
+    blocks = tower_runs(tmp_path)
+    html = "".join(str(b) for b in blocks)
+    assert "ablation encoder: frozen" in html and html.count("data:image/png;base64,") == 1

@@ -38,6 +38,7 @@ SMOKE: dict[str, Any] = {
     "finetune": {"epochs": 3, "batch_size": 6, "passes_per_epoch": 1, "device": "cpu"},
     "finetune_grid": {"lr": [], "layers": []},  # one run: the kill point watches its files (the grid: test_contrastive)
     "extract": {"batch_size": 8, "device": "cpu"},
+    "tower_runs": {"count": 2, "nproc": 1},  # one more tower run: the kill point watches one process
     "train": {"phases": [{"windows": [10], "epochs": 2}, {"windows": [10, 5, 3, 2], "epochs": 4}], "batch_size": 4},
     "evaluate": {"seeds": [0, 1]},
     "ablations": {"refine": {"off": {"localizer": {"refine": False}}, "on": {}}},
@@ -52,6 +53,8 @@ COMPARED = [
     ("models/pretrain/best.pt", "bytes"), ("models/finetune/best.pt", "bytes"),
     ("models/finetune/history.json", "json"),
     ("data/features/*/*.h5", "bytes"),
+    ("models/tower_runs/run1/*/best.pt", "bytes"), ("data/features/tower_runs/run1/*/*.h5", "bytes"),
+    ("reports/tower_runs.json", "bytes"),
     ("models/localizer/seed*/best.pt", "bytes"), ("models/localizer/metrics.json", "json"),
     ("models/localizer/predictions.npz", "arrays"),
     ("models/evaluate/*/metrics.json", "json"), ("models/ablations/refine/*/metrics.json", "json"),
@@ -152,6 +155,8 @@ KILLS: dict[str, tuple[Callable[[Path], bool], str, list[str]]] = {
     "finetune": (lambda w: _epochs(w / "models/finetune/history.json") >= 2, "finetune: resumed from", []),
     "extract": (lambda w: _chunks_done(w / "data/features/finetuned.partial/chunks_done.npy") >= 1, "extract: continuing",
                 ["data/features/finetuned", "data/features/frozen"]),
+    "tower_runs": (lambda w: _epochs(w / "models/tower_runs/run1/finetune/history.json") >= 2, "finetune: resumed from",
+                   ["data/features/tower_runs/run1/finetuned", "reports/tower_runs.json"]),
     "train": (lambda w: (w / "models/localizer.partial/seed0/last.pt").is_file(), "seed 0: resumed from",
               ["models/localizer"]),
     "evaluate": (lambda w: (w / "models/evaluate.partial/avel/seed0/last.pt").is_file(), "AVELAttention seed 0: resumed from",
@@ -245,11 +250,12 @@ def test_same_seed_same_features_in_two_fresh_directories(run_a, run_c) -> None:
 COMMENT = "\n# an edit that changes no behaviour\n"
 RERUNS: dict[str, tuple[str, set[str]]] = {
     "avelib/models/localizer.py": ("file", {"train", "evaluate", "ablate@refine", "ablation_table", "weak", "report"}),
-    "avelib/models/audioclip.py": ("file", {"data", "pretrain", "finetune", "extract", "ablation_table", "report"}),
+    "avelib/models/audioclip.py": ("file", {"data", "pretrain", "finetune", "extract", "tower_runs", "ablation_table",
+                                            "report"}),
     "avelib/report/index.py": ("file", {"ablation_table", "report"}),  # 09_ablation_table shows the report's table
     "localizer.hidden": ("param", {"train", "ablate@refine", "weak", "report"}),  # evaluate trains baselines only
     "baselines.lr": ("param", {"evaluate", "weak", "report"}),
-    "finetune.lr": ("param", {"finetune", "report"}),  # extract reads finetune.seed only
+    "finetune.lr": ("param", {"finetune", "tower_runs", "report"}),  # extract reads finetune.seed only
 }
 
 

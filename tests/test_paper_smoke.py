@@ -35,6 +35,7 @@ SHRINK = [
     "weak.models=[aveclip]", "crossmodal.epochs=2",  # the other two tasks, smoke-sized
     "distributed.localizer_nproc=1",  # torchrun start-up costs more than 8 videos' seeds (ranks: test_distributed)
     "distributed.extract_nproc=1",
+    "tower_runs.count=2", "tower_runs.nproc=1",  # one more tower run, from the same AudioCLIP weights (no pretraining)
     # one ablation axis (the paper's encoder axis: frozen vs fine-tuned towers) of seven
     *(f"~ablations.{axis}" for axis in ("frames", "windows", "attention", "refine", "postprocess", "modality")),
 ]

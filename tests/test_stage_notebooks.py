@@ -29,6 +29,7 @@ SMOKE = {
     "pretrain": {"pool": {"videos": 20, "seed": 1}, "towers": {"epochs": 1, "batch_size": 8, "eval_batch_size": 16, "pairs": "clip"}},
     "finetune": {"epochs": 1, "batch_size": 8, "eval_batch_size": 16, "device": "cpu"},
     "extract": {"batch_size": 32, "device": "cpu"},
+    "tower_runs": {"count": 2, "nproc": 1},
     "localizer": {"hidden": 32, "heads": 2},
     "train": {"phases": [{"windows": [10], "epochs": 2}, {"windows": [10, 5, 3, 2], "epochs": 3}], "threads": 1},
     "evaluate": {"seeds": [0, 1], "postprocess_candidates": [0, 1]},
@@ -88,9 +89,13 @@ def test_pretrain_finetune_and_extract(work: Path):
     _run("finetune", work)
     assert (work / "models" / "finetune" / "best.pt").is_file()
     _run("extract", work)
-    for enc in ("finetuned", "frozen"):
-        assert {p.name for p in (work / "data" / "features" / enc).glob("*.h5")} == {
-            "audio.h5", "visual_mean.h5", "visual_single.h5"}
+    _run("tower_runs", work)
+    for folder in ("", "tower_runs/run1/"):
+        for enc in ("finetuned", "frozen"):
+            assert {p.name for p in (work / "data" / "features" / f"{folder}{enc}").glob("*.h5")} == {
+                "audio.h5", "visual_mean.h5", "visual_single.h5"}
+    runs = read_json(work / "reports" / "tower_runs.json")
+    assert len(runs["runs"]) == 2 and runs["kept_minus_start"]["tower_runs"] == 2
 
 
 def test_train_and_evaluate(work: Path):
@@ -112,6 +117,7 @@ def test_ablate_and_ablation_table(work: Path):
     variants = read_json(work / "reports" / "ablations.json")["variants"]
     assert [(v["axis"], v["name"]) for v in variants] == [("encoder", "frozen"), ("encoder", "finetuned")]
     assert all(len(v["test_accuracy"]["per_seed"]) == 2 for v in variants)
+    assert variants[0]["vs_reference"]["tower_runs"] == 2 and len(variants[0]["vs_reference"]["per_tower_run"]) == 2
 
 
 def test_weak_and_crossmodal(work: Path):
@@ -121,13 +127,15 @@ def test_weak_and_crossmodal(work: Path):
         (m, e) for m in ("aveclip", "avel", "mlp") for e in ("finetuned", "frozen")}
     assert all(len(r["test_accuracy"]["per_seed"]) == 1 for r in weak["runs"])
     assert weak["comparisons"][0]["a"] == "AVE-CLIP, supervised (fine-tuned towers)"
-    assert not (work / "models" / "weak.partial").exists() and len(list((work / "models" / "weak").rglob("seed*.json"))) == 6
+    assert not (work / "models" / "weak.partial").exists() and len(list((work / "models" / "weak").rglob("seed*.json"))) == 12
+    assert [c["tower_runs"] for c in weak["comparisons"] if "tower_runs" in c] == [2, 2, 2]  # per model, across 2 runs
     _run("crossmodal", work, params="params_one_seed.yaml")
     cm = read_json(work / "reports" / "crossmodal.json")
     assert set(cm["encoders"]) == {"finetuned", "frozen"}
     for res in cm["encoders"].values():
         assert res["zero_shot"] is not None and len(res["learned"]["a2v"]["correct"]) == 1
         assert 0 < res["chance"]["accuracy"] < 1
+    assert cm["tower_runs"] == 2 and all(c["tower_runs"] == 2 for c in cm["comparisons"] if "tower_runs" in c)
 
 
 def test_the_reads_record_catches_an_unlisted_key(tmp_path):

@@ -67,3 +67,23 @@ def test_direction_and_run_scores():
 def test_one_video_gives_p_one():
     out = stats.paired_difference(np.array([[1.0], [1.0]]), np.array([[0.0]]))
     assert out["p_value"] == 1.0 and out["difference"] == 1.0
+
+
+def test_tower_runs_that_disagree_widen_the_interval_and_one_run_is_never_resolved():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.4, 0.6, (3, 200))  # [S,N]
+    agree = [base + 0.1, base + 0.1, base + 0.1], [base, base, base]
+    disagree = [base + 0.3, base - 0.1, base + 0.1], [base, base, base]
+    same = stats.tower_difference(*agree)
+    spread = stats.tower_difference(*disagree)
+    assert same["tower_runs"] == spread["tower_runs"] == 3
+    assert same["difference"] == pytest.approx(spread["difference"]) == pytest.approx(0.1)
+    assert same["verdict"] == "a" and same["p_value"] < 0.01
+    assert spread["ci"][1] - spread["ci"][0] > 5 * (same["ci"][1] - same["ci"][0])  # the runs' spread counts
+    assert spread["per_tower_run"] == pytest.approx([0.3, -0.1, 0.1])
+    one = stats.tower_difference([base + 0.1], [base])
+    plain = stats.paired_difference(base + 0.1, base)
+    assert one["verdict"] == stats.ONE_TOWER_RUN and one["ci"] == plain["ci"] and one["tower_runs"] == 1
+    assert stats.tower_difference(*agree) == same  # seeded
+    with pytest.raises(ValueError, match="same tower runs"):
+        stats.tower_difference([base, base], [base])

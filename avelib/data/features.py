@@ -24,10 +24,19 @@ from avelib.io import atomic_path
 KEY = "avadataset"  # h5 dataset key of every AVE feature/label file
 ORDER_KEY = "order"  # h5 dataset key of the classic *_order.h5 split files
 FEATURE_FILES = {"audio": "audio.h5", "mean": "visual_mean.h5", "single": "visual_single.h5"}
+TOWER_RUNS_DIR = "tower_runs"  # <features root>/tower_runs/run<k>/<encoder>: tower runs 1.. (avelib.stages.tower_runs)
 
 
 class FeatureFileError(ValueError):
     """A feature file that is missing, lacks the expected key or has the wrong shape."""
+
+
+def tower_feature_dirs(features_root: str | Path, encoder: str) -> list[Path]:
+    """The `encoder` folder of every tower run: run 0's `<features_root>/<encoder>`, then runs 1, 2, ... (none
+    for features no tower trained, such as the release's)."""
+    root = Path(features_root)
+    extra = sorted((root / TOWER_RUNS_DIR).glob(f"run*/{encoder}"), key=lambda p: int(p.parent.name.removeprefix("run")))
+    return [root / encoder, *extra]
 
 
 def write_features(path: str | Path, array: np.ndarray) -> None:

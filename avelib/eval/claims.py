@@ -31,7 +31,7 @@ class Comparison:
     ci: tuple[float, float]
     p_value: float
     tower_runs: int | None = None
-    """Tower runs a side where the two runs read different tower sets (avelib.eval.stats.across_tower_runs)."""
+    """Tower runs a side where the two runs read different tower sets (avelib.eval.stats.tower_difference)."""
 
     @property
     def verdict(self) -> str:

@@ -104,16 +104,23 @@ def main_table_runs(reports: str | Path) -> dict[str, dict[str, Any]]:
     return runs
 
 
+def r1_text(entry: Mapping[str, Any] | None) -> str:
+    """A validation R@1 with its CI, '0.247 [0.148, 0.345]'."""
+    if not entry:
+        return "—"
+    lo, hi = entry["a2i_r1_ci"]
+    return f"{entry['a2i_r1']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def r1_difference_text(c: Mapping[str, Any] | None) -> str:
+    """A difference of R@1 with its CI, '+0.174 [+0.095, +0.260]'."""
+    return "—" if not c else f"{c['difference']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
+
+
 def stage_a_text(summary: Mapping[str, Any]) -> str:
     """One line on stage A: the kept epoch's validation R@1 vs the start, paired (plain text)."""
-    def r1(entry: Mapping[str, Any] | None) -> str:
-        if not entry:
-            return "—"
-        lo, hi = entry["a2i_r1_ci"]
-        return f"{entry['a2i_r1']:.3f} [{lo:.3f}, {hi:.3f}]"
-
     line = (f"Validation audio→image R@1 over {summary.get('val_pairs')} pairs of {summary.get('val_videos')} videos: "
-            f"start (epoch 0) {r1(summary.get('start'))}, kept epoch {summary['kept_epoch']} {r1(summary['kept'])}")
+            f"start (epoch 0) {r1_text(summary.get('start'))}, kept epoch {summary['kept_epoch']} {r1_text(summary['kept'])}")
     versus = summary.get("kept_minus_start")
     if summary["kept_epoch"] == 0:
         line += "; fine-tuning did not raise it, so the start was kept"
@@ -121,9 +128,22 @@ def stage_a_text(summary: Mapping[str, Any]) -> str:
         lo, hi = versus["ci"]
         verdict = {1: "fine-tuning helped (resolved)", -1: "fine-tuning hurt (resolved)", 0: "not resolved"}[direction((lo, hi))]
         line += f"; kept − start {versus['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}], p {p_text(versus['p_value'])}: {verdict}"
-    runs = [f"lr {g['lr']:g}, {g['layers']}: epoch {g['kept_epoch']}, {r1(g)}" + (" (kept)" if g["chosen"] else "")
+    runs = [f"lr {g['lr']:g}, {g['layers']}: epoch {g['kept_epoch']}, {r1_text(g)}" + (" (kept)" if g["chosen"] else "")
             for g in summary.get("grid") or []]
     return line + "." + (f" Recipe grid, each run's kept epoch: {'; '.join(runs)}." if runs else "")
+
+
+def tower_runs_text(summary: Mapping[str, Any]) -> str:
+    """One line on stage A across the tower runs (`reports/tower_runs.json`): each run's kept epoch and kept − start,
+    and kept − start with the runs resampled (plain text)."""
+    runs = [f"run {k}: epoch {r['kept_epoch']}, {r1_difference_text(r['kept_minus_start'])}"
+            for k, r in enumerate(summary["runs"])]
+    across = summary.get("kept_minus_start")
+    verdict = "—" if not across else (
+        f"{r1_difference_text(across)}, p {p_text(across['p_value'])}: "
+        + {"a": "fine-tuning helped (resolved)", "b": "fine-tuning hurt (resolved)"}.get(across["verdict"], across["verdict"]))
+    return (f"Stage A over {len(runs)} tower runs, kept epoch and kept − start in validation R@1 each: {'; '.join(runs)}. "
+            f"Across the runs (runs, then validation videos resampled): {verdict}.")
 
 
 def load_comparisons(reports: str | Path) -> list[Comparison]:

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from avelib.eval.stats import compare_runs, paired_difference
+from avelib.eval.stats import compare_runs, paired_difference, tower_difference
 from avelib.io import write_csv
 
 # what every table row carries of a run: accuracies over seeds, the test CI and the per-video scores
@@ -52,6 +52,17 @@ def stage_summary(history: Mapping[str, Any]) -> dict[str, Any]:
     return {"kept_epoch": int(history["best_epoch"]), "kept": _r1(kept), "start": _r1(start) if start else None,
             "kept_minus_start": versus, "val_pairs": kept.get("val_pairs"), "val_videos": kept.get("val_videos"),
             "epochs": curve}
+
+
+def stage_a_across_runs(histories: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """`reports/tower_runs.json`: stage A's summary per tower run (`history.json` of each, run 0 first) and its
+    kept − start across the runs, the runs resampled with the validation videos (tower_difference)."""
+    runs = [stage_summary(h) for h in histories]
+    pairs = [({e["epoch"]: e for e in h["epochs"]}, h["best_epoch"]) for h in histories]
+    scored = all(0 in epochs and "a2i_r1_per_video" in epochs[0] for epochs, _ in pairs)
+    versus = tower_difference([np.asarray([epochs[kept]["a2i_r1_per_video"]]) for epochs, kept in pairs],
+                              [np.asarray([epochs[0]["a2i_r1_per_video"]]) for epochs, _ in pairs]) if scored else None
+    return {"runs": runs, "kept_epochs": [r["kept_epoch"] for r in runs], "kept_minus_start": versus}
 
 
 def _r1(entry: Mapping[str, Any]) -> dict[str, Any]:

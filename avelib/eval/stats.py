@@ -6,7 +6,9 @@ intervals therefore come from a crossed bootstrap: each draw resamples the N vid
 independently, the S seeds (scipy's `bootstrap` resamples one axis only, so this one draw is ours).
 Two runs on the same test videos are compared **paired**: a draw uses the same videos for both and
 each run's own resampled seeds; the p-value is scipy's paired permutation (sign-flip) test on the
-per-video differences of the seed means. Everything is seeded: same scores, same numbers.
+per-video differences of the seed means. Two tower sets (or features against the towers' embeddings)
+are compared across their tower runs, each run's scores [S,N], the runs resampled too (`tower_difference`).
+Everything is seeded: same scores, same numbers.
 """
 
 from __future__ import annotations
@@ -89,18 +91,47 @@ def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDEN
             "confidence": confidence, "verdict": verdict}
 
 
-TOWER_RUNS = 1  # training runs behind each tower set: one pretraining and one fine-tuning (`finetune.seed`)
 ONE_TOWER_RUN = "one tower run: not resolvable"
 
 
-def across_tower_runs(comparison: Mapping[str, Any], tower_runs: int = TOWER_RUNS) -> dict[str, Any]:
-    """A paired comparison between tower sets (fine-tuned vs frozen), or of features against the towers' own
-    embeddings, with `tower_runs` recorded. Its CI resamples test videos and seeds of what trains on the
-    features, never the towers' training, so with one tower run a side no verdict can be drawn."""
-    out = {**comparison, "tower_runs": tower_runs}
-    if tower_runs < 2:
-        out["verdict"] = ONE_TOWER_RUN
-    return out
+def tower_difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray], confidence: float = CONFIDENCE,
+                     resamples: int = RESAMPLES, seed: int = SEED) -> dict[str, Any]:
+    """a - b between tower sets, or of features against the towers' own embeddings, paired by tower run:
+    a[k] and b[k] are the scores [S,N] of tower run k (one pretraining and one fine-tuning, avelib.stages.tower_runs).
+
+    One run a side: paired_difference, whose CI resamples videos and seeds but never the towers' training, so
+    its verdict is ONE_TOWER_RUN. Several: each draw resamples the tower runs (the same runs for both sides),
+    then each drawn run's seeds (each side its own) and the videos (shared); the p-value is the draws' two-sided
+    share on the other side of zero, so the verdict and p carry the towers' variance. `per_tower_run`: each
+    run's difference."""
+    a = [np.asarray(x, dtype=np.float64) for x in a]
+    b = [np.asarray(x, dtype=np.float64) for x in b]
+    if len(a) != len(b) or not a:
+        raise ValueError(f"tower comparison needs the same tower runs a side, got {len(a)} and {len(b)}")
+    per_run = [float(x.mean() - y.mean()) for x, y in zip(a, b)]
+    if len(a) == 1:
+        return {**paired_difference(a[0], b[0], confidence, resamples, seed), "verdict": ONE_TOWER_RUN,
+                "tower_runs": 1, "per_tower_run": per_run}
+    sa, sb = np.stack(a), np.stack(b)  # [T,Sa,N], [T,Sb,N]
+    if sa.shape[2] != sb.shape[2]:
+        raise ValueError(f"paired comparison needs the same test videos, got {sa.shape[2]} and {sb.shape[2]}")
+    rng = np.random.default_rng(seed)
+    runs = rng.integers(0, sa.shape[0], (resamples, sa.shape[0]))  # [B,T]
+    videos = rng.integers(0, sa.shape[2], (resamples, sa.shape[2]))  # [B,N]
+    diffs = _nested_means(sa, runs, videos, rng) - _nested_means(sb, runs, videos, rng)  # [B]
+    lo, hi = _interval(diffs, confidence)
+    p = min(1.0, 2 * min(float((diffs <= 0).mean()), float((diffs >= 0).mean())))
+    return {"difference": float(sa.mean() - sb.mean()), "ci": [lo, hi], "p_value": p, "confidence": confidence,
+            "verdict": {1: "a", -1: "b", 0: "not resolved"}[direction((lo, hi))], "tower_runs": len(a),
+            "per_tower_run": per_run}
+
+
+def _nested_means(scores: np.ndarray, runs: np.ndarray, videos: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Mean of scores [T,S,N] over the drawn runs [B,T], seeds drawn within each, and videos [B,N] -> [B]."""
+    seeds = rng.integers(0, scores.shape[1], (*runs.shape, scores.shape[1]))  # [B,T,S]
+    per_seed = np.stack([scores[:, :, v].mean(axis=2) for v in videos])  # [B,T,S]
+    picked = per_seed[np.arange(len(runs))[:, None, None], runs[:, :, None], seeds]  # [B,T,S]
+    return picked.mean(axis=(1, 2))
 
 
 def run_scores(run: Mapping[str, Any]) -> np.ndarray:
@@ -113,3 +144,8 @@ def run_scores(run: Mapping[str, Any]) -> np.ndarray:
 def compare_runs(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     """paired_difference of two metrics dicts."""
     return paired_difference(run_scores(a), run_scores(b))
+
+
+def compare_tower_runs(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """tower_difference of two lists of metrics dicts, one per tower run."""
+    return tower_difference([run_scores(r) for r in a], [run_scores(r) for r in b])

@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 
 from avelib.eval.claims import FULL_MODEL, FULL_ROW, ci_text, versus_cells
-from avelib.eval.loaders import load_ablations, load_baselines, load_metrics, main_table_runs, stage_a_text
+from avelib.eval.loaders import (load_ablations, load_baselines, load_metrics, main_table_runs, stage_a_text,
+                                 tower_runs_text)
 from avelib.eval.peer import PEER_CAPTION, PEER_HEADER, peer_rows
 from avelib.eval.tasks import (COMPARISON_HEADER, CROSSMODAL_HEADER, WEAK_HEADER, comparison_cells, crossmodal_rows,
                                weak_rows)
@@ -141,6 +142,8 @@ def readme_results(reports: str | Path) -> str:
     lines += _markdown(["ablation", "variant", *head], ablation_rows)
     if (reports / "finetune.json").is_file():
         lines += ["", "Stage A (contrastive fine-tuning): " + stage_a_text(read_json(reports / "finetune.json"))]
+    if (reports / "tower_runs.json").is_file():
+        lines += ["", tower_runs_text(read_json(reports / "tower_runs.json"))]
     return "\n".join(lines + _task_lines(reports)) + "\n"
 
 

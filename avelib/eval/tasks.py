@@ -15,7 +15,7 @@ import pandas as pd
 
 from avelib.eval import crossmodal as X
 from avelib.eval.claims import p_text, points
-from avelib.eval.stats import across_tower_runs, compare_runs
+from avelib.eval.stats import compare_runs, compare_tower_runs, tower_difference
 
 MODEL_LABELS = {"aveclip": "AVE-CLIP", "avel": "AVEL", "mlp": "per-second MLP"}
 ENCODER_LABELS = {"finetuned": "fine-tuned towers", "frozen": "frozen towers", "release": "release features"}
@@ -45,11 +45,11 @@ def _named(a: str, b: str, diff: Mapping[str, Any]) -> dict[str, Any]:
     return {"a": a, "b": b, **diff}
 
 
-def weak_comparisons(runs: Mapping[tuple[str, str], Mapping[str, Any]],
-                     supervised: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def weak_comparisons(runs: Mapping[tuple[str, str], Mapping[str, Any]], supervised: Mapping[str, Any] | None,
+                     tower_runs: Mapping[tuple[str, str], list[Mapping[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """Supervised vs weak AVE-CLIP (on the main run's features: fine-tuned towers, or the release's), weak
-    AVE-CLIP vs each weak baseline per encoder, and fine-tuned vs frozen towers per model; only the pairs
-    whose runs exist."""
+    AVE-CLIP vs each weak baseline per encoder, and fine-tuned vs frozen towers per model across the tower
+    runs (`runs`: run 0's, `tower_runs`: runs 1.. of each key); only the pairs whose runs exist."""
     out = []
     main = next((e for e in ("finetuned", "release") if ("aveclip", e) in runs), None)
     if supervised is not None and main is not None:
@@ -63,14 +63,16 @@ def weak_comparisons(runs: Mapping[tuple[str, str], Mapping[str, Any]],
                                   compare_runs(runs[("aveclip", enc)], runs[(other, enc)])))
     for model in MODEL_LABELS:
         if (model, "finetuned") in runs and (model, "frozen") in runs:
-            out.append(_named(weak_label(model, "finetuned"), weak_label(model, "frozen"),
-                              across_tower_runs(compare_runs(runs[(model, "finetuned")], runs[(model, "frozen")]))))
+            a, b = ([runs[(model, e)], *(tower_runs or {}).get((model, e), [])] for e in ("finetuned", "frozen"))
+            out.append(_named(weak_label(model, "finetuned"), weak_label(model, "frozen"), compare_tower_runs(a, b)))
     return out
 
 
 def weak_summary(runs: Mapping[tuple[str, str], Mapping[str, Any]], supervised: Mapping[str, Any] | None,
-                 dataset: str, protocol: str) -> dict[str, Any]:
-    """`reports/weak.json` from the runs keyed (model, encoder) (avelib.train.weak.train_weak_seeds)."""
+                 dataset: str, protocol: str,
+                 tower_runs: Mapping[tuple[str, str], list[Mapping[str, Any]]] | None = None) -> dict[str, Any]:
+    """`reports/weak.json` from the runs keyed (model, encoder) (avelib.train.weak.train_weak_seeds) of tower run 0;
+    `tower_runs`: those of runs 1.., which only the comparisons between tower sets read."""
     rows = [{"label": weak_label(m, e), "model": m, "encoder": e, "dataset": dataset,
              **{k: run[k] for k in ("test_accuracy", "test_accuracy_ci", "test_accuracy_fixed", "test_accuracy_fixed_ci",
                                     "test_accuracy_argmax", "test_accuracy_argmax_ci",
@@ -81,12 +83,21 @@ def weak_summary(runs: Mapping[tuple[str, str], Mapping[str, Any]], supervised: 
     return {"dataset": dataset, "protocol": protocol, "runs": rows,
             "supervised": ({"test_accuracy": supervised["test_accuracy"], "test_accuracy_ci": supervised["test_accuracy_ci"]}
                            if supervised is not None else None),
-            "comparisons": weak_comparisons(runs, supervised), "example": example}
+            "comparisons": weak_comparisons(runs, supervised, tower_runs), "example": example,
+            "tower_runs": 1 + max((len(r) for r in (tower_runs or {}).values()), default=0)}
 
 
-def crossmodal_comparisons(by_encoder: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per direction: each method vs chance, learned vs zero-shot, fine-tuned vs frozen towers (zero-shot)."""
+def crossmodal_comparisons(by_encoder: Mapping[str, Mapping[str, Any]],
+                           tower_runs: Mapping[str, list[Mapping[str, Any]]] | None = None) -> list[dict[str, Any]]:
+    """Per direction: each method vs chance, and across the tower runs (`by_encoder`: run 0's, `tower_runs`: runs
+    1.. of each encoder) learned vs zero-shot and fine-tuned vs frozen towers (zero-shot)."""
     out = []
+    every = {enc: [res, *(tower_runs or {}).get(enc, [])] for enc, res in by_encoder.items()}
+
+    def across(runs_a: list[Mapping[str, Any]], method_a: str, runs_b: list[Mapping[str, Any]], method_b: str,
+               d: str) -> dict[str, Any]:
+        return tower_difference([r[method_a][d]["correct"] for r in runs_a], [r[method_b][d]["correct"] for r in runs_b])
+
     for d in DIRECTIONS:
         for enc, res in by_encoder.items():
             if not res["videos"]:
@@ -95,21 +106,23 @@ def crossmodal_comparisons(by_encoder: Mapping[str, Mapping[str, Any]]) -> list[
             for method in ("zero_shot", "learned"):
                 if res[method] is not None:
                     out.append(_named(f"{d.upper()} {method} ({enc})", "chance", X.versus(res[method][d], chance)))
-            if res["zero_shot"] is not None:  # features trained on vs the towers' own embedding of one tower run
+            if res["zero_shot"] is not None:  # features trained on vs the towers' own embedding
                 out.append(_named(f"{d.upper()} learned ({enc})", f"{d.upper()} zero_shot ({enc})",
-                                  across_tower_runs(X.versus(res["learned"][d], res["zero_shot"][d]))))
+                                  across(every[enc], "learned", every[enc], "zero_shot", d)))
         fine, frozen = by_encoder.get("finetuned"), by_encoder.get("frozen")
         if fine and frozen and fine["zero_shot"] is not None and frozen["zero_shot"] is not None:
             out.append(_named(f"{d.upper()} zero_shot (finetuned)", f"{d.upper()} zero_shot (frozen)",
-                              across_tower_runs(X.versus(fine["zero_shot"][d], frozen["zero_shot"][d]))))
+                              across(every["finetuned"], "zero_shot", every["frozen"], "zero_shot", d)))
     return out
 
 
-def crossmodal_summary(by_encoder: Mapping[str, Mapping[str, Any]], dataset: str, seeds: list[int]) -> dict[str, Any]:
-    """`reports/crossmodal.json` from avelib.train.distance.crossmodal_runs per encoder."""
+def crossmodal_summary(by_encoder: Mapping[str, Mapping[str, Any]], dataset: str, seeds: list[int],
+                       tower_runs: Mapping[str, list[Mapping[str, Any]]] | None = None) -> dict[str, Any]:
+    """`reports/crossmodal.json` from avelib.train.distance.crossmodal_runs per encoder of tower run 0; `tower_runs`:
+    those of runs 1.., which only the comparisons across tower runs read."""
     return {"dataset": dataset, "seeds": seeds, "encoders": dict(by_encoder),
-            "comparisons": crossmodal_comparisons(by_encoder)}
-
+            "comparisons": crossmodal_comparisons(by_encoder, tower_runs),
+            "tower_runs": 1 + max((len(r) for r in (tower_runs or {}).values()), default=0)}
 
 
 def pct_text(stat: Mapping[str, Any] | None) -> str:

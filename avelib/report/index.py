@@ -17,7 +17,7 @@ from avelib.io import atomic_path, write_json
 from avelib.params import load_params, section
 from avelib.predict import PredictDefaults
 from avelib.report import blocks as B
-from avelib.report import sections, tasks
+from avelib.report import sections, tasks, towers
 from avelib.report.environment import DEFAULT_PACKAGES, data_hashes, environment_info, timings_summary
 from avelib.runtime import numerics_state
 
@@ -85,6 +85,7 @@ def render_index(
         _section("weak", "Weakly supervised localization", tasks.weak(reports)),
         _section("crossmodal", "Cross-modality localization (A2V / V2A)", tasks.crossmodal(reports)),
         _section("stage-a", "Stage A: contrastive fine-tuning", sections.finetune(reports)),
+        _section("tower-runs", "Tower runs: stage A and the tower comparisons across them", towers.tower_runs(reports)),
         _section("run", "Training curves and confusion matrix", sections.run_figures(reports)),
         _section("curves", "Other plots (reports/plots)", sections.plots(reports)),
         _section("figures", "Figures (confusion matrix, timelines, ...)", sections.figures(reports)),

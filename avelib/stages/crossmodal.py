@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from avelib.data.cache import DataConfig, dataset_label
-from avelib.data.features import load_feature_set
+from avelib.data.features import load_feature_set, tower_feature_dirs
 from avelib.data.release import load_labels
 from avelib.eval.tasks import crossmodal_summary
 from avelib.params import section, value
@@ -15,14 +15,15 @@ from avelib.train.localizer import EvalConfig
 
 
 def run_crossmodal(params: Mapping[str, Any], features_root: str | Path, progress: bool = True) -> dict[str, Any]:
-    """`reports/crossmodal.json`: A2V / V2A of zero-shot cosine and the learned distance per `crossmodal.encoders`."""
+    """`reports/crossmodal.json`: A2V / V2A of zero-shot cosine and the learned distance per `crossmodal.encoders`,
+    on the features of every tower run (avelib.data.features.tower_feature_dirs)."""
     data = section(params, "data", DataConfig)
     dataset = load_labels(data)
     seeds = value(params, "evaluate.seeds", tuple[int, ...], default=EvalConfig.seeds)
     frames = value(params, "evaluate.visual", str, default=EvalConfig.visual)
     cfg = section(params, "crossmodal", CrossmodalConfig)
-    by_encoder = {}
-    for enc in cfg.encoders:
-        audio, visual = load_feature_set(Path(features_root) / enc, visual=frames)
-        by_encoder[enc] = crossmodal_runs(audio, visual, dataset.labels, dataset.splits, cfg, seeds, progress)
-    return crossmodal_summary(by_encoder, dataset_label(data), list(seeds))
+    runs = {enc: [crossmodal_runs(*load_feature_set(folder, visual=frames), dataset.labels, dataset.splits, cfg, seeds,
+                                  progress) for folder in tower_feature_dirs(features_root, enc)]
+            for enc in cfg.encoders}
+    return crossmodal_summary({enc: r[0] for enc, r in runs.items()}, dataset_label(data), list(seeds),
+                              {enc: r[1:] for enc, r in runs.items()})

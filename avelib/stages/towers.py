@@ -102,15 +102,15 @@ JOBS = {"finetune": finetune_jobs, "extract": extract_jobs}
 
 def run_extract(
     params: Mapping[str, Any], cache_dir: str | Path, checkpoint: str | Path | None, out_dir: str | Path,
-    progress: bool = True,
+    progress: bool = True, nproc: int | None = None,
 ) -> ExtractResult:
     """Stage B from `audioclip`, `finetune`, `extract` (and `distributed`). `checkpoint`: our fine-tuned
     `best.pt` -> `finetuned` features; None -> the towers fine-tuning started from (pretrained, or the
-    `finetune.seed` random init) -> `frozen` features. With `distributed.extract_nproc > 1` this process
-    and workers encode the chunks (avelib.distributed.share) and this process assembles the files."""
+    `finetune.seed` random init) -> `frozen` features. With `distributed.extract_nproc > 1` (or `nproc`, given)
+    this process and workers encode the chunks (avelib.distributed.share) and this process assembles the files."""
     cfg = section(params, "extract", ExtractConfig)
     model, source = _extract_towers(params, checkpoint)
-    nproc = processes(params, "extract")
+    nproc = processes(params, "extract") if nproc is None else nproc
     arguments = {"params": dict(params), "cache_dir": str(cache_dir),
                  "checkpoint": None if checkpoint is None else str(checkpoint), "progress": False}
 

@@ -1,7 +1,7 @@
 """Entry point of the weak stage: localization trained from video-level labels only.
 
 Every model of `weak.models` is trained on every feature folder of `weak.encoders` (fine-tuned and
-frozen towers by default); the per-seed records are built in `<out_dir>.partial/`
+frozen towers by default), of every tower run (avelib.stages.tower_runs); the per-seed records are built in `<out_dir>.partial/`
 (avelib.io.resumable_dir), so a killed run keeps the seeds it finished.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from avelib.data.cache import DataConfig, dataset_label
-from avelib.data.features import load_feature_set
+from avelib.data.features import TOWER_RUNS_DIR, load_feature_set, tower_feature_dirs
 from avelib.data.release import load_labels
 from avelib.distributed import Shard, processes, share
 from avelib.eval.tasks import weak_summary
@@ -30,19 +30,23 @@ WEAK_PROTOCOL = (
 
 
 def weak_jobs(params: Mapping[str, Any], features_root: str, work: Path, shard: Shard | None = None,
-              progress: bool = True) -> dict[tuple[str, str], Any]:
-    """Every model of `weak.models` trained weakly on every `weak.encoders` folder, records in `work`."""
+              progress: bool = True) -> dict[tuple[str, str], list[Any]]:
+    """Every model of `weak.models` trained weakly on every `weak.encoders` folder of every tower run
+    (avelib.data.features.tower_feature_dirs), records in `work`: {(model, encoder): [run 0's, run 1's, ...]}."""
     dataset = load_labels(section(params, "data", DataConfig))
     loc, train, evaluate = localizer_configs(params)
     weak = section(params, "weak", WeakConfig)
     baselines = section(params, "baselines", BaselinesConfig)
-    runs = {}
+    runs: dict[tuple[str, str], list[Any]] = {}
     for enc in weak.encoders:
-        features = load_feature_set(Path(features_root) / enc, visual=evaluate.visual)
-        for kind in weak.models:
-            cfg, tc = (loc, train) if kind == "aveclip" else (baselines.model, baselines.train_config(train, kind, weak=True))
-            runs[(kind, enc)] = train_weak_seeds(features, dataset.videos, dataset.labels, dataset.splits, kind, cfg, tc, evaluate,
-                                              weak, out_dir=work / kind / enc, progress=progress, shard=shard)
+        for k, folder in enumerate(tower_feature_dirs(features_root, enc)):
+            features = load_feature_set(folder, visual=evaluate.visual)
+            for kind in weak.models:
+                cfg, tc = (loc, train) if kind == "aveclip" else (baselines.model, baselines.train_config(train, kind, weak=True))
+                where = work / kind / enc if k == 0 else work / TOWER_RUNS_DIR / f"run{k}" / kind / enc
+                runs.setdefault((kind, enc), []).append(train_weak_seeds(
+                    features, dataset.videos, dataset.labels, dataset.splits, kind, cfg, tc, evaluate, weak,
+                    out_dir=where, progress=progress, shard=shard))
     return runs
 
 
@@ -58,4 +62,6 @@ def run_weak(params: Mapping[str, Any], features_root: str | Path, supervised_me
               weak_jobs)
         runs = weak_jobs(params, **arguments, work=work, progress=progress)
     supervised = read_json(supervised_metrics) if supervised_metrics else None
-    return weak_summary(runs, supervised, dataset_label(section(params, "data", DataConfig)), WEAK_PROTOCOL)
+    return weak_summary({key: r[0] for key, r in runs.items()}, supervised,
+                        dataset_label(section(params, "data", DataConfig)), WEAK_PROTOCOL,
+                        {key: r[1:] for key, r in runs.items()})

@@ -14,9 +14,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from avelib.data.features import TOWER_RUNS_DIR, tower_feature_dirs
 from avelib.distributed import Shard
 from avelib.eval.results import summary
-from avelib.eval.stats import across_tower_runs
+from avelib.eval.stats import compare_tower_runs
 from avelib.io import read_json, write_json
 from avelib.models.localizer import LocalizerConfig
 from avelib.params import ParamsError, from_dict
@@ -84,40 +85,66 @@ def run_axis(
     `peer_protocol` each trained variant also records the peers' test-selected figures (avelib.eval.peer).
     """
     main_configs = variant_configs({}, base, "main run", main_features)  # not a params key: base reads are the stage's own
-    runs, full, reference = {}, set(), main_run
+    runs, full, reference, configs = {}, set(), main_run, {}
     # jobs in name order: every process numbers them alike, whatever order its params came in (a worker's
     # spec is key-sorted JSON); the attention axis's variants were trained twice and half of them by no worker
     for name in sorted(variants):
-        overrides = variants[name]
-        configs = variant_configs(overrides or {}, base, f"ablations.{axis}.{name}", main_features)
-        features, loc, train, evaluate = configs
-        if configs == main_configs:
+        configs[name] = variant_configs(variants[name] or {}, base, f"ablations.{axis}.{name}", main_features)
+        features, loc, train, evaluate = configs[name]
+        if configs[name] == main_configs:
             full.add(name)
         if main_run is not None and name in full:
             runs[name] = main_run
         else:
-            trained = main_dir if main_dir is not None and same_training(configs, main_configs) else None
+            trained = main_dir if main_dir is not None and same_training(configs[name], main_configs) else None
             runs[name] = train_seeds(Path(features_root) / features, labels, dict(splits), "aveclip", loc, train,
                                         evaluate, out_dir=Path(out_dir) / name if out_dir is not None else None,
                                         dataset=dataset, progress=progress, encoder=features, shard=shard,
                                         trained=trained, peer_protocol=peer_protocol)
         if reference is None and name in full:
             reference = runs[name]
+    other_towers = {name: c for name, c in configs.items() if c[0] != main_features}
+    more = _tower_runs({FULL_MODEL: main_configs, **other_towers}, features_root, labels, splits, dataset, progress,
+                       out_dir, shard) if other_towers else {}
     if shard is not None:  # a rank only trains (avelib.distributed)
         return {}
-    entries = [_entry(axis, name, variants[name] or {}, runs[name], reference, name in full, dataset, main_features)
+    entries = [_entry(axis, name, variants[name] or {}, runs[name], reference, name in full, dataset,
+                      [reference, *more.get(FULL_MODEL, [])] if name in other_towers else None, more.get(name, []))
                for name in variants]  # in params order
     return {"axis": axis, "variants": entries}
 
 
+FULL_MODEL = "full_model"  # the full model's runs on tower runs 1.. (under <out_dir>/tower_runs/run<k>/)
+
+
+def _tower_runs(configs: Mapping[str, tuple[str, LocalizerConfig, TrainConfig, EvalConfig]], features_root: str | Path,
+                labels: np.ndarray, splits: Mapping[str, np.ndarray], dataset: str, progress: bool,
+                out_dir: str | Path | None, shard: Shard | None) -> dict[str, list[dict[str, Any]]]:
+    """Each of `configs` trained again on the features of tower runs 1.. (avelib.data.features.tower_feature_dirs)."""
+    folders = {enc: tower_feature_dirs(features_root, enc)[1:] for enc in sorted({c[0] for c in configs.values()})}
+    if len({len(f) for f in folders.values()}) > 1:
+        raise ValueError(f"{features_root}: the feature sets have different numbers of tower runs: "
+                         f"{ {enc: len(f) for enc, f in folders.items()} }; rerun the tower_runs stage")
+    more: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
+    for k in range(len(next(iter(folders.values())))):
+        for name in sorted(configs):
+            features, loc, train, evaluate = configs[name]
+            where = Path(out_dir) / TOWER_RUNS_DIR / f"run{k + 1}" / name if out_dir is not None else None
+            more[name].append(train_seeds(folders[features][k], labels, dict(splits), "aveclip", loc, train, evaluate,
+                                          out_dir=where, dataset=dataset, progress=progress, encoder=features,
+                                          shard=shard))
+    return more
+
+
 def _entry(axis: str, name: str, overrides: Mapping[str, Any], run: Mapping[str, Any],
-           reference: Mapping[str, Any] | None, is_full: bool, dataset: str, main_features: str) -> dict[str, Any]:
-    """One variant of `reports/ablations/<axis>.json`; against the full model on other towers' features, its
-    comparison rests on one tower run a side (avelib.eval.stats.across_tower_runs)."""
+           reference: Mapping[str, Any] | None, is_full: bool, dataset: str,
+           references: list[Mapping[str, Any]] | None, more: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """One variant of `reports/ablations/<axis>.json`. On other towers' features (`references`: the full model on
+    each tower run), its comparison pairs tower run with tower run (avelib.eval.stats.tower_difference)."""
     entry = {"axis": axis, "name": name, "params": dict(overrides), "dataset": dataset, "is_full_model": is_full,
              **summary(run, reference), "chosen_max_len": run["chosen_max_len"]}
-    if entry["vs_reference"] and overrides.get("features", main_features) != main_features:
-        entry["vs_reference"] = across_tower_runs(entry["vs_reference"])
+    if entry["vs_reference"] and references is not None:
+        entry["vs_reference"] = compare_tower_runs([run, *more], references)
     return entry
 
 

@@ -138,3 +138,26 @@ def retrieval_heatmap(
 __all__ = [
     "plot_finetune_loss", "plot_finetune_recall", "similarity_matrix", "plot_similarity_heatmap", "retrieval_heatmap",
 ]
+
+
+def plot_stage_a_runs(summary: Mapping[str, Any]) -> Figure:
+    """Validation audio->image R@1 per epoch of every tower run (`reports/tower_runs.json`), each with its 95 % CI
+    over validation videos and its kept epoch marked; chance dotted."""
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    for k, run in enumerate(summary["runs"]):
+        rows, color = run["epochs"], f"C{k}"
+        ep = [h["epoch"] for h in rows]
+        ax.plot(ep, [h["a2i_r1"] for h in rows], "o-", ms=3, color=color, label=f"run {k} (kept epoch {run['kept_epoch']})")
+        if all("a2i_r1_ci" in h for h in rows):
+            lo, hi = zip(*(h["a2i_r1_ci"] for h in rows))
+            ax.fill_between(ep, lo, hi, color=color, alpha=0.12)
+        kept = next(h for h in rows if h["epoch"] == run["kept_epoch"])
+        ax.plot([kept["epoch"]], [kept["a2i_r1"]], "*", ms=12, color=color)
+    ax.axhline(summary["runs"][0]["epochs"][-1]["chance_r1"], color="0.4", lw=0.8, ls=":", label="chance R@1")
+    ax.set_xlabel("epoch (0 = the pretrained start)")
+    ax.set_ylabel("audio->image R@1 (validation)")
+    ax.set_title("Stage A per tower run: R@1 with 95 % CI, * = kept epoch")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig

@@ -1,0 +1,104 @@
+"""Entry point of the tower_runs stage: more training runs of the towers, so tower comparisons carry their variance.
+
+Run 0 is the pretrain, finetune and extract stages' own. Run k (1 .. `tower_runs.count` - 1) trains the
+towers again with every seed shifted by k: the pretraining on the same pool (AudioSet is one fixed set;
+`pretrain.towers.seed` + k), stage A from it with the recipe run 0's grid kept (`finetune.seed` + k), then
+both feature sets. With real AudioCLIP weights (`pretrain.enabled: false`) every run starts from them and
+only stage A's seed moves. Comparisons between or across tower sets pair run k with run k
+(avelib.eval.stats.tower_difference); avelib.data.features.tower_feature_dirs lists the runs' folders
+for the stages that compare them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from avelib.distributed import Shard, share
+from avelib.eval.results import stage_a_across_runs
+from avelib.io import read_json
+from avelib.params import resolved, section, value
+from avelib.stages.pretrain import run_pretrain
+from avelib.stages.towers import finetune_jobs, run_extract
+from avelib.train.contrastive import FinetuneConfig
+from avelib.train.finetune_record import BEST, HISTORY
+from avelib.train.pretrain import PretrainConfig
+
+
+@dataclass(frozen=True)
+class TowerRunsConfig:
+    """params.yaml section `tower_runs` (design defaults of ours)."""
+
+    count: int = 3
+    """Tower runs in all, run 0 (the pretrain, finetune and extract stages') included; 1 = no more."""
+    nproc: int = 2
+    """Processes sharing runs 1.. (the stage's and workers, avelib.distributed.share), each on 1 thread."""
+
+
+def run_name(k: int) -> str:
+    return f"run{k}"
+
+
+def kept_recipe(finetune_summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The lr and layers run 0's grid kept (`reports/finetune.json`), {} without a grid."""
+    chosen = [g for g in finetune_summary.get("grid") or [] if g["chosen"]]
+    return {"lr": chosen[0]["lr"], "layers": chosen[0]["layers"]} if chosen else {}
+
+
+def run_params(params: Mapping[str, Any], k: int, recipe: Mapping[str, Any], models_dir: Path) -> dict[str, Any]:
+    """Run k's params: seeds + k, run 0's recipe, its own pretrained start."""
+    pretrain, tune = section(params, "pretrain", PretrainConfig), section(params, "finetune", FinetuneConfig)
+    p = {key: params[key] for key in params if key != "finetune_grid"}
+    p["finetune"] = resolved(replace(tune, seed=tune.seed + k, **recipe))
+    p["pretrain"] = resolved(replace(pretrain, towers=replace(pretrain.towers, seed=pretrain.towers.seed + k)))
+    if pretrain.enabled:
+        p["audioclip"] = {**params["audioclip"], "checkpoint": str(models_dir / run_name(k) / "pretrain" / BEST)}
+    return p
+
+
+def tower_run_jobs(params: Mapping[str, Any], recipe: dict[str, Any], pool_dir: str, cache_dir: str,
+                   dataset_root: str, models_dir: str, features_dir: str, work: Path, shard: Shard | None = None,
+                   progress: bool = True) -> None:
+    """This process's share of runs 1..: pretrain (when enabled), fine-tune and extract each, on one thread
+    when shared. Each step resumes or reuses what a killed run left (their own checkpoints and partial dirs)."""
+    import torch
+
+    shard = shard or Shard()
+    if shard.world > 1:
+        torch.set_num_threads(1)
+    for k in range(1, section(params, "tower_runs", TowerRunsConfig).count):
+        if not shard.take():
+            continue
+        p, out = run_params(params, k, recipe, Path(models_dir)), Path(models_dir) / run_name(k)
+        if section(p, "pretrain", PretrainConfig).enabled:
+            run_pretrain(p, pool_dir, out / "pretrain", progress=progress)
+        finetune_jobs(p, cache_dir, dataset_root, out / "finetune", progress=progress)  # one process, no grid
+        run_extract(p, cache_dir, out / "finetune" / BEST, Path(features_dir) / run_name(k) / "finetuned", progress, nproc=1)
+        run_extract(p, cache_dir, None, Path(features_dir) / run_name(k) / "frozen", progress, nproc=1)
+
+
+JOBS = {"tower_runs": tower_run_jobs}
+
+
+def run_tower_runs(params: Mapping[str, Any], finetune_summary: str | Path, finetune_history: str | Path,
+                   pool_dir: str | Path, models_dir: str | Path, features_dir: str | Path,
+                   progress: bool = True) -> dict[str, Any]:
+    """Train runs 1.. of `tower_runs.count` (on `tower_runs.nproc` processes); `reports/tower_runs.json`: stage A
+    per run, run 0's from the finetune stage (its `history.json`, and the recipe its grid kept, from
+    `reports/finetune.json`)."""
+    cfg = section(params, "tower_runs", TowerRunsConfig)
+    recipe = kept_recipe(read_json(finetune_summary))
+    arguments = {"recipe": recipe, "pool_dir": str(pool_dir), "cache_dir": value(params, "data.cache_dir", str),
+                 "dataset_root": value(params, "data.root", str), "models_dir": str(models_dir),
+                 "features_dir": str(features_dir)}
+    work = Path(models_dir)
+    for folder in (work, Path(features_dir)):  # DVC outputs, present with one run too
+        folder.mkdir(parents=True, exist_ok=True)
+    if cfg.nproc > 1:  # this process takes rank 0's runs
+        share(cfg.nproc, "tower_runs", {"params": dict(params), **arguments, "progress": False}, work, tower_run_jobs)
+    else:
+        tower_run_jobs(params, **arguments, work=work, progress=progress)
+    histories = [read_json(finetune_history)] + [read_json(work / run_name(k) / "finetune" / HISTORY)
+                                                 for k in range(1, cfg.count)]
+    return {"recipe": recipe, **stage_a_across_runs(histories)}
