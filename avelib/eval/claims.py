@@ -69,8 +69,15 @@ def points(x: float) -> str:
 
 
 def difference_text(c: Comparison) -> str:
-    """'+2.13 [+0.80, +3.40]' (percentage points, 95 % CI)."""
-    return f"{points(c.difference)} [{points(c.ci[0])}, {points(c.ci[1])}]"
+    """'+2.13 [+0.80, +3.40]' (percentage points, 95 % CI), with 'over 3 tower runs' where it spans several."""
+    return interval_text(c.difference, c.ci, c.tower_runs)
+
+
+def interval_text(difference: float, ci: Sequence[float], tower_runs: int | None = None) -> str:
+    """A difference in points with its CI; one across several tower runs says so (its mean is over the runs,
+    not the first run's accuracies printed beside it)."""
+    runs = f" over {tower_runs} tower runs" if tower_runs and tower_runs > 1 else ""
+    return f"{points(difference)} [{points(ci[0])}, {points(ci[1])}]{runs}"
 
 
 def p_text(p: float) -> str:

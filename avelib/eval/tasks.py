@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from avelib.eval import crossmodal as X
-from avelib.eval.claims import p_text, points
+from avelib.eval.claims import interval_text, p_text
 from avelib.eval.stats import compare_runs, compare_tower_runs, tower_difference
 
 MODEL_LABELS = {"aveclip": "AVE-CLIP", "avel": "AVEL", "mlp": "per-second MLP"}
@@ -33,8 +33,8 @@ COMPARISON_HEADER = ["a", "b", "a − b, points [95 % CI]", "p", "verdict"]
 
 def comparison_cells(c: Mapping[str, Any]) -> list[str]:
     """One row under COMPARISON_HEADER."""
-    return [c["a"], c["b"], f"{points(c['difference'])} [{points(c['ci'][0])}, {points(c['ci'][1])}]",
-            p_text(c["p_value"]), verdict_text(c)]
+    return [c["a"], c["b"], interval_text(c["difference"], c["ci"], c.get("tower_runs")), p_text(c["p_value"]),
+            verdict_text(c)]
 
 
 def weak_label(model: str, encoder: str) -> str:

@@ -3,7 +3,9 @@
 A variant in params.yaml (`ablations.<axis>.<name>`) may set `features` (which towers' features:
 finetuned | frozen) and partial `localizer`, `train` and `evaluate` sections that are merged over
 the main ones and validated like them. Everything else follows the main run's protocol (epoch and
-post-processing L chosen on validation, mean +- std over `evaluate.seeds`).
+post-processing L chosen on validation, mean +- std over `evaluate.seeds`). A variant on other towers'
+features is also trained, with the full model, on the features of every further tower run
+(avelib.stages.tower_runs), and compared with the full model across the runs.
 """
 
 from __future__ import annotations
