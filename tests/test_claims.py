@@ -152,6 +152,9 @@ def test_stage_a_across_tower_runs_resamples_the_runs_and_the_report_shows_each_
     assert "run 1: epoch 1" in line and "fine-tuning helped (resolved)" in line
     one = stage_a_across_runs([_history([0.3, 0.9], best=1)])
     assert one["kept_minus_start"]["verdict"] == stats.ONE_TOWER_RUN  # one run: the towers' variance is unknown
+    unscored = [{**h, "epochs": h["epochs"][1:]} for h in (_history([0.3, 0.9], best=1), _history([0.3, 0.8], best=1))]
+    assert stage_a_across_runs(unscored)["kept_minus_start"] is None  # eval_initial: false, no start to compare
+    assert tower_runs_text(stage_a_across_runs(unscored)).endswith("validation videos resampled): —.")
     write_json(runs, tmp_path / "tower_runs.json")
     encoder = {**_run(0.8, 3), "axis": "encoder", "name": "frozen", "is_full_model": False,
                "vs_reference": stats.compare_tower_runs([_run(0.8, 3)] * 3, [_run(0.9, 4)] * 3)}
