@@ -17,7 +17,8 @@ from typing import Any, Iterator, Mapping
 from avelib.eval.headline import headline
 from avelib.io import read_json
 
-RESULT_FILES = ("metrics.json", "baselines.json", "ablations.json", "weak.json", "crossmodal.json", "machine.json")
+RESULT_FILES = ("metrics.json", "baselines.json", "ablations.json", "weak.json", "crossmodal.json", "tower_runs.json",
+                "machine.json")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 The result files keep their runs in lists (`runs`, `variants`, `comparisons`); DVC flattens nested
 dicts but not lists, so `dvc metrics show`, `dvc metrics diff` and `dvc exp show` see only this file's
 numbers: main[run], ablations[axis][variant], weak[model_encoder], crossmodal[encoder][method_task],
-and the paired comparisons[task]["a vs b"] (difference a - b).
+the paired comparisons[task]["a vs b"] (difference a - b) and stage A's kept − start across the tower
+runs (stage_a, in validation R@1).
 """
 
 from __future__ import annotations
@@ -96,4 +97,7 @@ def headline(reports: str | Path) -> dict[str, Any]:
             comparisons[task] = _comparisons(summary)
     if comparisons:
         out["comparisons"] = comparisons
+    if (reports / "tower_runs.json").is_file():  # stage A across the tower runs (validation R@1, not a test accuracy)
+        across = read_json(reports / "tower_runs.json")["kept_minus_start"]
+        out["stage_a"] = {"kept_minus_start": _versus(across, "kept", "start")}
     return out
