@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats as st
 import pytest
 
 from avelib.eval import stats
@@ -87,3 +88,14 @@ def test_tower_runs_that_disagree_widen_the_interval_and_one_run_is_never_resolv
     assert stats.tower_difference(*agree) == same  # seeded
     with pytest.raises(ValueError, match="same tower runs"):
         stats.tower_difference([base, base], [base])
+
+
+def test_few_tower_runs_give_the_student_t_interval_of_their_differences():
+    # no spread within a run: the per-run differences are all there is, and their classic t-interval is the answer
+    per_run = np.array([0.05, 0.12, -0.02, 0.09, 0.15, 0.01])
+    ones = np.ones((2, 30))  # [S,N]
+    out = stats.tower_difference([ones * (0.5 + d) for d in per_run], [ones * 0.5] * len(per_run))
+    lo, hi = st.t.interval(0.95, len(per_run) - 1, loc=per_run.mean(), scale=st.sem(per_run))
+    assert out["ci"] == pytest.approx([lo, hi], abs=0.002)
+    assert out["p_value"] == pytest.approx(st.ttest_1samp(per_run, 0).pvalue, rel=0.1)
+    assert out["verdict"] == "not resolved"  # a percentile bootstrap over these six runs says "a"
