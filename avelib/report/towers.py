@@ -19,8 +19,9 @@ RUNS_HEADER = ["tower run", "kept epoch", "start R@1 [95 % CI]", "kept R@1 [95 %
 CAPTION = ("Each tower run pretrains, fine-tunes (stage A) and extracts again with its seeds shifted by its number; "
            "R@1 is validation audio→image retrieval among every event second of the validation videos, CIs over "
            "those videos. Comparisons between tower sets pair run k with run k and resample the runs, then the "
-           "seeds and test videos, so their CIs include the towers' training; with one run a side they read "
-           "\"one tower run: not resolvable\".")
+           "seeds and test videos, so their CIs include the towers' training; the bootstrap's standard error is "
+           "scaled by √(T/(T−1)) and read with Student-t quantiles on T−1 degrees of freedom, because resampling "
+           "a few runs understates their spread. With one run a side they read \"one tower run: not resolvable\".")
 
 
 def tower_comparisons(reports: Path) -> list[dict[str, Any]]:
