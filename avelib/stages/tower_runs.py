@@ -30,7 +30,7 @@ from avelib.train.pretrain import PretrainConfig
 class TowerRunsConfig:
     """params.yaml section `tower_runs` (design defaults of ours)."""
 
-    count: int = 6
+    count: int = 10
     """Tower runs in all, run 0 (the pretrain, finetune and extract stages') included; 1 = no more."""
     nproc: int = 2
     """Processes sharing runs 1.. (the stage's and workers, avelib.distributed.share), each on 1 thread."""
