@@ -41,6 +41,11 @@ def weak_label(model: str, encoder: str) -> str:
     return f"{MODEL_LABELS.get(model, model)}, weak ({ENCODER_LABELS.get(encoder, encoder)})"
 
 
+def _tower_run_count(tower_runs: Mapping[Any, list[Any]] | None) -> int:
+    """Tower runs behind a summary: run 0 and the most runs 1.. any key has."""
+    return 1 + max((len(r) for r in (tower_runs or {}).values()), default=0)
+
+
 def _named(a: str, b: str, diff: Mapping[str, Any]) -> dict[str, Any]:
     return {"a": a, "b": b, **diff}
 
@@ -84,7 +89,7 @@ def weak_summary(runs: Mapping[tuple[str, str], Mapping[str, Any]], supervised: 
             "supervised": ({"test_accuracy": supervised["test_accuracy"], "test_accuracy_ci": supervised["test_accuracy_ci"]}
                            if supervised is not None else None),
             "comparisons": weak_comparisons(runs, supervised, tower_runs), "example": example,
-            "tower_runs": 1 + max((len(r) for r in (tower_runs or {}).values()), default=0)}
+            "tower_runs": _tower_run_count(tower_runs)}
 
 
 def crossmodal_comparisons(by_encoder: Mapping[str, Mapping[str, Any]],
@@ -122,7 +127,7 @@ def crossmodal_summary(by_encoder: Mapping[str, Mapping[str, Any]], dataset: str
     those of runs 1.., which only the comparisons across tower runs read."""
     return {"dataset": dataset, "seeds": seeds, "encoders": dict(by_encoder),
             "comparisons": crossmodal_comparisons(by_encoder, tower_runs),
-            "tower_runs": 1 + max((len(r) for r in (tower_runs or {}).values()), default=0)}
+            "tower_runs": _tower_run_count(tower_runs)}
 
 
 def pct_text(stat: Mapping[str, Any] | None) -> str:
