@@ -111,8 +111,9 @@ STAGES: tuple[Stage, ...] = (
            ("data.cache_dir", "data.root", "synth", "decode", "audioclip", "pretrain", "finetune", "extract", "tower_runs"),
            paths={"finetune_summary": "reports/finetune.json", "finetune_history": "models/finetune/history.json",
                   "pool_dir": "data/pretrain", "models_dir": "models/tower_runs", "features_dir": TOWER_FEATURES,
-                  "summary_out": "reports/tower_runs.json"},
-           inputs=("reports/finetune.json", "models/finetune/history.json", "data/pretrain", "${data.cache_dir}"),
+                  "pretrain_dir": "models/pretrain", "summary_out": "reports/tower_runs.json"},
+           inputs=("reports/finetune.json", "models/finetune/history.json", "data/pretrain", "models/pretrain",
+                   "${data.cache_dir}"),
            ranks=True,  # persisted: an interrupted run resumes each run's pretraining and fine-tuning
            outs=(Out("models/tower_runs", persist=True), Out(TOWER_FEATURES)), metrics=("reports/tower_runs.json",)),
     _stage("train", "06_train", "avelib.stages.localizer:run_train", LOCALIZER_KEYS,

@@ -140,8 +140,8 @@ def test_report_page_shows_cis_differences_and_stage_a(tmp_path):
 
 
 def test_stage_a_across_tower_runs_resamples_the_runs_and_the_report_shows_each_run(tmp_path):
-    from avelib.eval.loaders import tower_runs_text
-    from avelib.eval.results import stage_a_across_runs
+    from avelib.eval.loaders import tower_run_rows, tower_runs_text
+    from avelib.eval.results import pretraining_summary, stage_a_across_runs
     from avelib.report.towers import tower_runs
 
     runs = stage_a_across_runs([_history([0.3, 0.5, 0.9], best=2), _history([0.3, 0.8], best=1),
@@ -155,6 +155,9 @@ def test_stage_a_across_tower_runs_resamples_the_runs_and_the_report_shows_each_
     unscored = [{**h, "epochs": h["epochs"][1:]} for h in (_history([0.3, 0.9], best=1), _history([0.3, 0.8], best=1))]
     assert stage_a_across_runs(unscored)["kept_minus_start"] is None  # eval_initial: false, no start to compare
     assert tower_runs_text(stage_a_across_runs(unscored)).endswith("validation videos resampled): —.")
+    assert all(r["pretraining kept epoch"] == "—" for r in tower_run_rows(runs))  # pretraining disabled: none
+    runs["pretraining"] = [pretraining_summary(_history([0.1, 0.2, 0.15], best=k)) for k in (1, 2, 1)]
+    assert [r["pretraining kept epoch"] for r in tower_run_rows(runs)] == ["1", "2", "1"]
     write_json(runs, tmp_path / "tower_runs.json")
     encoder = {**_run(0.8, 3), "axis": "encoder", "name": "frozen", "is_full_model": False,
                "vs_reference": stats.compare_tower_runs([_run(0.8, 3)] * 3, [_run(0.9, 4)] * 3)}
@@ -162,3 +165,4 @@ def test_stage_a_across_tower_runs_resamples_the_runs_and_the_report_shows_each_
     blocks = tower_runs(tmp_path)
     html = "".join(str(b) for b in blocks)
     assert "ablation encoder: frozen" in html and html.count("data:image/png;base64,") == 1
+    assert "pretraining R@1 [95 % CI]" in html

@@ -28,6 +28,15 @@ def test_write_read_roundtrip_float32(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.h5"]  # no temp files left behind
 
 
+def test_write_is_byte_identical_across_time(tmp_path):
+    x = np.random.default_rng(0).normal(size=(3, 10, 4))
+    write_features(tmp_path / "a.h5", x)
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert h5py.h5o.get_info(f["avadataset"].id).ctime == 0  # no creation time stored
+    write_features(tmp_path / "b.h5", x)
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+
+
 def test_write_rejects_wrong_shape(tmp_path):
     with pytest.raises(FeatureFileError, match="b.h5"):
         write_features(tmp_path / "b.h5", np.zeros((5, 9, 3)))

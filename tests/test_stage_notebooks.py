@@ -96,6 +96,7 @@ def test_pretrain_finetune_and_extract(work: Path):
                 "audio.h5", "visual_mean.h5", "visual_single.h5"}
     runs = read_json(work / "reports" / "tower_runs.json")
     assert len(runs["runs"]) == 2 and runs["kept_minus_start"]["tower_runs"] == 2
+    assert [p["kept_epoch"] >= 0 for p in runs["pretraining"]] == [True, True]  # each run's own pretraining
 
 
 def test_train_and_evaluate(work: Path):

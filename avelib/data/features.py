@@ -46,7 +46,8 @@ def write_features(path: str | Path, array: np.ndarray) -> None:
         raise FeatureFileError(f"{path}: expected a [N,{NUM_SEGMENTS},E] array, got shape {arr.shape}")
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            f.create_dataset(KEY, data=arr.astype(np.float32, copy=False))
+            # no object timestamps: the same features give the same bytes (and DVC hash)
+            f.create_dataset(KEY, data=arr.astype(np.float32, copy=False), track_times=False)
 
 
 def _open_dataset(f: h5py.File, path: Path, key: str) -> h5py.Dataset:

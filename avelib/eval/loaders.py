@@ -146,6 +146,17 @@ def tower_runs_text(summary: Mapping[str, Any]) -> str:
             f"Across the runs (runs, then validation videos resampled): {verdict}.")
 
 
+def tower_run_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
+    """One row of text cells per tower run (`reports/tower_runs.json`): its pretraining's kept epoch and R@1 on the
+    pool's validation clips ("—" where pretraining is disabled), then stage A's kept epoch, start, kept, kept − start."""
+    pretraining = summary.get("pretraining") or [None] * len(summary["runs"])
+    return [{"tower run": str(k), "pretraining kept epoch": str(p["kept_epoch"]) if p else "—",
+             "pretraining R@1 [95 % CI]": r1_text(p["kept"]) if p else "—", "kept epoch": str(r["kept_epoch"]),
+             "start R@1 [95 % CI]": r1_text(r["start"]), "kept R@1 [95 % CI]": r1_text(r["kept"]),
+             "kept − start [95 % CI]": r1_difference_text(r["kept_minus_start"])}
+            for k, (r, p) in enumerate(zip(summary["runs"], pretraining))]
+
+
 def load_comparisons(reports: str | Path) -> list[Comparison]:
     """Every comparison of a reports folder (files that are missing contribute none)."""
     reports = Path(reports)

@@ -54,6 +54,12 @@ def stage_summary(history: Mapping[str, Any]) -> dict[str, Any]:
             "epochs": curve}
 
 
+def pretraining_summary(history: Mapping[str, Any]) -> dict[str, Any]:
+    """A pretraining run's kept epoch and its validation R@1 on the pool (with CI and chance) from its `history.json`."""
+    summary = stage_summary(history)
+    return {"kept_epoch": summary["kept_epoch"], "kept": summary["kept"]}
+
+
 def stage_a_across_runs(histories: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """`reports/tower_runs.json`: stage A's summary per tower run (`history.json` of each, run 0 first) and its
     kept − start across the runs, the runs resampled with the validation videos (tower_difference)."""

@@ -67,6 +67,11 @@ def direction(ci: Sequence[float]) -> int:
     return 1 if lo > 0 else -1 if hi < 0 else 0
 
 
+def verdict(ci: Sequence[float]) -> str:
+    """The verdict of a difference a - b from its interval: "a", "b" or "not resolved"."""
+    return {1: "a", -1: "b", 0: "not resolved"}[direction(ci)]
+
+
 def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
                       seed: int = SEED) -> dict[str, Any]:
     """a - b on the same test videos: {difference, ci, p_value, verdict}; scores [Sa,N] and [Sb,N].
@@ -87,9 +92,8 @@ def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDEN
         (per_video,), np.mean, permutation_type="samples", n_resamples=resamples,
         alternative="two-sided", random_state=np.random.default_rng(seed + 1),
     ).pvalue)
-    verdict = {1: "a", -1: "b", 0: "not resolved"}[direction((lo, hi))]
     return {"difference": float(a.mean() - b.mean()), "ci": [lo, hi], "p_value": p,
-            "confidence": confidence, "verdict": verdict}
+            "confidence": confidence, "verdict": verdict((lo, hi))}
 
 
 ONE_TOWER_RUN = "one tower run: not resolvable"
@@ -123,7 +127,7 @@ def tower_difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray], confidenc
     difference = float(sa.mean() - sb.mean())
     ci, p = _few_runs_interval(difference, diffs, len(a), confidence)
     return {"difference": difference, "ci": ci, "p_value": p, "confidence": confidence,
-            "verdict": {1: "a", -1: "b", 0: "not resolved"}[direction(ci)], "tower_runs": len(a),
+            "verdict": verdict(ci), "tower_runs": len(a),
             "per_tower_run": per_run}
 
 

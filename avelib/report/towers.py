@@ -7,16 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from avelib.eval.claims import points
-from avelib.eval.loaders import (ReportInputError, load_ablations, r1_difference_text, r1_text, read_mapping,
-                                 tower_runs_text)
+from avelib.eval.loaders import ReportInputError, load_ablations, read_mapping, tower_run_rows, tower_runs_text
 from avelib.eval.tasks import COMPARISON_HEADER, comparison_cells
 from avelib.report import blocks as B
 from avelib.report.blocks import Block
 from avelib.viz.report import figure_to_data_uri
 from avelib.viz.training import plot_stage_a_runs
 
-RUNS_HEADER = ["tower run", "kept epoch", "start R@1 [95 % CI]", "kept R@1 [95 % CI]", "kept − start [95 % CI]"]
 CAPTION = ("Each tower run pretrains, fine-tunes (stage A) and extracts again with its seeds shifted by its number; "
+           "pretraining R@1 is on the pretraining pool's validation clips (its own classes, clip-level pairs); stage A's "
            "R@1 is validation audio→image retrieval among every event second of the validation videos, CIs over "
            "those videos. Comparisons between tower sets pair run k with run k and resample the runs, then the "
            "seeds and test videos, so their CIs include the towers' training; the bootstrap's standard error is "
@@ -45,9 +44,7 @@ def tower_runs(reports: Path) -> list[Block]:
         return [B.missing(path)]
     summary = read_mapping(path)
     try:
-        rows = [[str(k), str(r["kept_epoch"]), r1_text(r["start"]), r1_text(r["kept"]),
-                 r1_difference_text(r["kept_minus_start"])]
-                for k, r in enumerate(summary["runs"])]
+        rows = tower_run_rows(summary)
         fig = plot_stage_a_runs(summary)
         line = tower_runs_text(summary)
     except (KeyError, TypeError, ValueError) as err:
@@ -57,6 +54,6 @@ def tower_runs(reports: Path) -> list[Block]:
                     [[*comparison_cells(c), ", ".join(points(d) for d in c.get("per_tower_run", []))] for c in comparisons],
                     id="tower-comparisons")
     return [B.text(CAPTION, "cap"), B.text(line),
-            B.group([B.table(RUNS_HEADER, rows, id="tower-runs"),
+            B.group([B.table(list(rows[0]), [list(r.values()) for r in rows], id="tower-runs"),
                      B.figure(figure_to_data_uri(fig), "Stage A per tower run: validation R@1 per epoch")], "row"),
             B.heading("Comparisons between tower sets", "tower-comparison-table"), table]

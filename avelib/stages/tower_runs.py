@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from avelib.distributed import Shard, share
-from avelib.eval.results import stage_a_across_runs
+from avelib.eval.results import pretraining_summary, stage_a_across_runs
 from avelib.io import read_json
 from avelib.params import resolved, section, value
 from avelib.stages.pretrain import run_pretrain
@@ -82,11 +82,11 @@ JOBS = {"tower_runs": tower_run_jobs}
 
 
 def run_tower_runs(params: Mapping[str, Any], finetune_summary: str | Path, finetune_history: str | Path,
-                   pool_dir: str | Path, models_dir: str | Path, features_dir: str | Path,
+                   pool_dir: str | Path, models_dir: str | Path, features_dir: str | Path, pretrain_dir: str | Path,
                    progress: bool = True) -> dict[str, Any]:
     """Train runs 1.. of `tower_runs.count` (on `tower_runs.nproc` processes); `reports/tower_runs.json`: stage A
     per run, run 0's from the finetune stage (its `history.json`, and the recipe its grid kept, from
-    `reports/finetune.json`)."""
+    `reports/finetune.json`), and each run's pretraining (run 0's in `pretrain_dir`; null when disabled)."""
     cfg = section(params, "tower_runs", TowerRunsConfig)
     recipe = kept_recipe(read_json(finetune_summary))
     arguments = {"recipe": recipe, "pool_dir": str(pool_dir), "cache_dir": value(params, "data.cache_dir", str),
@@ -101,4 +101,7 @@ def run_tower_runs(params: Mapping[str, Any], finetune_summary: str | Path, fine
         tower_run_jobs(params, **arguments, work=work, progress=progress)
     histories = [read_json(finetune_history)] + [read_json(work / run_name(k) / "finetune" / HISTORY)
                                                  for k in range(1, cfg.count)]
-    return {"recipe": recipe, **stage_a_across_runs(histories)}
+    pretrained = [Path(pretrain_dir)] + [work / run_name(k) / "pretrain" for k in range(1, cfg.count)]
+    pretraining = ([pretraining_summary(read_json(d / HISTORY)) for d in pretrained]
+                   if section(params, "pretrain", PretrainConfig).enabled else None)
+    return {"recipe": recipe, **stage_a_across_runs(histories), "pretraining": pretraining}

@@ -210,7 +210,8 @@ def extract_features(
         out = _outputs(tmp, n, model.config.embed_dim, "r")
         out_mean, out_single, out_audio = (np.array(out[k]) for k in ("mean", "single", "audio"))
         del out
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0  # printed, not written: a wall time would change the folder's DVC hash
+        print(f"extract: {len(plan.rows)} seconds of video encoded in {seconds:.1f} s")
         K = int(cache.frames_per_second)
         video_ids = list(getattr(cache, "video_ids", [str(i) for i in range(n)]))
         failures = {f.get("file", ""): f.get("cause", "") for f in getattr(cache, "meta", {}).get("failures", [])}
@@ -222,8 +223,6 @@ def extract_features(
             "frames_per_second_cached": K,
             "frames_averaged": [int(i) for i in frame_indices(K, cfg.frames)],
             "single_frame_index": K // 2,
-            "seconds": seconds,
-            "seconds_encoded_per_s": len(plan.rows) / seconds if seconds > 0 else None,
             "params": {"extract": resolved(cfg), **dict(extra_report or {})},
         }
         write_features(tmp / FEATURE_FILES["mean"], out_mean)
