@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -174,15 +175,30 @@ def _executed_text(work: Path, stage: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def run_a(tmp_path_factory) -> Path:
+def run_a_started(tmp_path_factory) -> Iterator[tuple[Path, subprocess.Popen, Path]]:
+    """The uninterrupted run, started in the background: it goes on beside run_c's kills (most of its stages use one
+    core), which halves this module's wall time on 2 cores. Same threads, so still the same bytes."""
     work = smoke_pipeline(tmp_path_factory.mktemp("run_a") / "pipeline")
-    dvc(work, "repro")
+    log = work.parent / "dvc_repro.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(["dvc", "repro"], cwd=work, env=venv_env(), stdout=out, stderr=subprocess.STDOUT)
+    yield work, proc, log
+    if proc.poll() is None:  # the module failed before run_a was awaited
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def run_a(run_a_started) -> Path:
+    work, proc, log = run_a_started
+    if proc.wait(timeout=1200) != 0:
+        pytest.fail(f"dvc repro failed ({proc.returncode}):\n{log.read_text()[-6000:]}")
     return work
 
 
 @pytest.fixture(scope="module")
-def run_c(tmp_path_factory) -> dict[str, Any]:
-    """Every long stage interrupted once, then finished by `dvc repro`; what was seen in between."""
+def run_c(run_a_started, tmp_path_factory) -> dict[str, Any]:
+    """Every long stage interrupted once, then finished by `dvc repro`; what was seen in between (run_a runs beside)."""
     work = smoke_pipeline(tmp_path_factory.mktemp("run_c") / "pipeline")
     seen: dict[str, Any] = {}
     dvc(work, "repro", "data")
