@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from avelib.__main__ import main
-from avelib.eval.compare import compare_runs
+from avelib.eval.compare import Row, compare_runs, report_lines
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 FILES = ("metrics.json", "baselines.json", "ablations.json", "weak.json", "crossmodal.json")
@@ -40,7 +40,16 @@ def test_a_moved_number_and_a_flipped_verdict_are_reported(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "main.aveclip.test_accuracy" in out and "OUTSIDE CI" in out
     flipped = [line for line in out.splitlines() if line.startswith("main.avel.minus_aveclip_verdict")]
-    assert flipped and flipped[0].endswith("CHANGED")
+    assert flipped and flipped[0].endswith(("CHANGED", "OPPOSITE"))
+
+
+def test_a_verdict_resolved_the_other_way_is_opposite_not_only_changed():
+    rows = [Row("a.minus_b_verdict", "a higher", "b higher", None, False),
+            Row("c.minus_b_verdict", "c higher", "not resolved", None, False),
+            Row("d.minus_b_verdict", "not resolved", "not resolved", None, True)]
+    lines = report_lines(rows)
+    assert [line.split()[-1] for line in lines[1:4]] == ["OPPOSITE", "CHANGED", "same"]
+    assert lines[4].startswith("verdicts: 1 of 3 the same, 1 opposite (both resolved, one each way)")
 
 
 def test_each_run_names_its_machine(tmp_path):

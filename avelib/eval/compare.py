@@ -4,6 +4,8 @@ Both runs are read through their headline numbers (avelib.eval.headline): each a
 each paired difference with its CI and verdict. A number "holds" when this run's value lies inside
 the reference run's CI; a verdict "holds" when it reads the same. Same machine and threads give the
 same bytes; another machine is held to these two checks (README "Same conclusions on every machine").
+A changed verdict is OPPOSITE when both runs resolve it with different winners, else CHANGED (one run
+resolves it, the other does not).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from avelib.eval.headline import headline
+from avelib.eval.stats import ONE_TOWER_RUN
 from avelib.io import read_json
 
 RESULT_FILES = ("metrics.json", "baselines.json", "ablations.json", "weak.json", "crossmodal.json", "tower_runs.json",
@@ -100,13 +103,15 @@ def report_lines(rows: list[Row]) -> list[str]:
     for r in rows:
         diff = (f"{100 * (r.this - r.reference):+.2f}" if isinstance(r.reference, float) and isinstance(r.this, float)
                 else "")
-        check = ("same" if r.same else "CHANGED") if r.inside_ci is None else ("inside CI" if r.inside_ci else "OUTSIDE CI")
+        check = (("same" if r.same else "OPPOSITE" if _opposite(r) else "CHANGED") if r.inside_ci is None
+                 else ("inside CI" if r.inside_ci else "OUTSIDE CI"))
         check = check if r.present else "absent in this run"
         lines.append(f"{r.name[:78]:<78} {_text(r.reference)[:14]:>14} {_text(r.this)[:14]:>14} {diff:>8}  {check}")
     verdicts = _verdicts(rows)
     numbers = [r for r in rows if r.inside_ci is not None]
     absent = [r.name for r in rows if not r.present]
-    lines.append(f"verdicts: {sum(r.same for r in verdicts)} of {len(verdicts)} the same; numbers: "
+    lines.append(f"verdicts: {sum(r.same for r in verdicts)} of {len(verdicts)} the same, "
+                 f"{sum(map(_opposite, verdicts))} opposite (both resolved, one each way); numbers: "
                  f"{sum(r.inside_ci for r in numbers)} of {len(numbers)} inside the reference's 95 % CI "
                  "(accuracies in %, differences in points)")
     if absent:
@@ -117,6 +122,14 @@ def report_lines(rows: list[Row]) -> list[str]:
 def _verdicts(rows: list[Row]) -> list[Row]:
     """The verdict rows present in both runs."""
     return [r for r in rows if r.present and isinstance(r.reference, str)]
+
+
+def _opposite(row: Row) -> bool:
+    """A changed verdict that both runs resolve: they name different winners (not resolved on one side is
+    a weaker reading, not a contradiction)."""
+    unresolved = ("not resolved", ONE_TOWER_RUN)
+    return (not row.same and isinstance(row.this, str) and row.reference not in unresolved
+            and row.this not in unresolved)
 
 
 def changed_verdicts(rows: list[Row]) -> list[str]:
