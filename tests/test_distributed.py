@@ -95,7 +95,7 @@ def test_two_ranks_extract_the_same_features_as_one_process(tmp_path, capfd):
     assert two.failed == one.failed and not (tmp_path / "two.partial").exists()
 
 
-STEP_TOLERANCE = 1e-4  # relative, per parameter gradient (measured: 1.3e-5, from the order of float sums)
+STEP_TOLERANCE = 1e-4  # relative, per parameter gradient (measured on an Intel Xeon: 1.3e-5, from the order of float sums)
 FINETUNE_TOLERANCE = 0.01  # relative, per epoch's mean loss (measured: 0.2-0.5 % after 3 epochs of Adam)
 
 
@@ -157,10 +157,34 @@ def test_a_data_parallel_step_is_the_step_of_one_process(tmp_path):
     images, audio = _batch()
     order = torch.as_tensor(gathered_rows(np.arange(8), 2))
     loss1, grads1 = _one_step(_towers(False), images[order], audio[order])
+    tolerance = max(STEP_TOLERANCE, 2 * _rounding_floor(images[order], audio[order], grads1))
     assert loss2 == pytest.approx(loss1, rel=1e-5) and grads2.keys() == grads1.keys()
-    for name, g in grads1.items():
-        if g.norm() > 1e-3:  # biases in front of a BatchNorm have a zero gradient: theirs is rounding noise
-            assert float((grads2[name] - g).norm() / g.norm()) < STEP_TOLERANCE, name
+    for name, g in _compared(grads1).items():
+        assert _relative(grads2[name], g) < tolerance, (name, tolerance)
+
+
+def _compared(grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Biases in front of a BatchNorm have a zero gradient: theirs is rounding noise, left out."""
+    return {name: g for name, g in grads.items() if g.norm() > 1e-3}
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def _rounding_floor(images: torch.Tensor, audio: torch.Tensor, reference: dict[str, torch.Tensor]) -> float:
+    """The largest relative gradient difference of the same one-process step at another thread count.
+
+    Kernels split their sums by thread, so this is how far float rounding alone moves the gradients on this
+    CPU (an Intel Xeon: ~1e-5; a 2-core AMD EPYC: ~2e-3 through the audio tower), the floor of any
+    comparison of two ways to compute one step."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        _, other = _one_step(_towers(False), images, audio)
+    finally:
+        torch.set_num_threads(threads)
+    return max(_relative(other[name], g) for name, g in _compared(reference).items())
 
 
 def test_two_ranks_finetune_along_the_loss_curve_of_one_process(tmp_path, capfd):
