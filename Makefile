@@ -1,13 +1,16 @@
-# Quick start: `make repro` (set up + run the pipeline on the embedded SynthAVE default)
-#              `make test`  (set up + run the test suite)
+# Quick start: `make repro`   (set up + run the quick study: the whole suite on one tower run, dvc.yaml)
+#              `make confirm` (the tower-run study: recipe grid, more tower runs, tower comparisons; confirm/dvc.yaml)
+#              `make test`    (set up + run the test suite)
 VENV   ?= .venv
-PYTHON ?= python3
+# the first Python on PATH that pyproject.toml's requires-python accepts (3.11-3.14); `make PYTHON=...` overrides
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11 python3.14; do \
+            $$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 15))' 2>/dev/null && { command -v $$p; break; }; done)
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 # the pipeline's tools (dvc, papermill, jupyter) come from the venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install repro test faults paper-smoke weights report clean-venv
+.PHONY: install repro confirm test faults paper-smoke weights report walkthrough clean-venv
 
 install: $(STAMP)
 
@@ -15,6 +18,7 @@ install: $(STAMP)
 # --compile-bytecode: every stage kernel, torchrun rank and test worker then reads torch & co. from .pyc
 # instead of compiling them at import (~6 s per process where PYTHONDONTWRITEBYTECODE is set, as in CI).
 $(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "no Python 3.11-3.14 on PATH (pyproject.toml requires-python): make PYTHON=/path/to/python3.1x" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv
 	$(VENV)/bin/uv pip install --python $(PY) --quiet --compile-bytecode -e .
@@ -23,11 +27,15 @@ $(STAMP): pyproject.toml
 
 # the README's results tables are regenerated from the reports the run wrote (tests check they match);
 # only when a result file is newer than README.md, so a repro with nothing to do takes ~3 s
-RESULTS = $(addprefix reports/,metrics.json baselines.json ablations.json finetune.json tower_runs.json weak.json \
-          crossmodal.json)
+RESULTS = $(addprefix reports/,metrics.json baselines.json ablations.json finetune.json weak.json crossmodal.json)
 repro: install
 	dvc repro
 	$(MAKE) --no-print-directory README.md
+
+# the tower-run study: its own pipeline and lock; it reuses the quick study's outputs (and runs them first if stale)
+confirm: install
+	dvc repro confirm/dvc.yaml
+	$(PY) -m avelib readme-tables
 
 README.md: $(RESULTS)
 	$(PY) -m avelib readme-tables
@@ -42,17 +50,21 @@ test: install
 faults: install
 	$(PY) -m pytest -m "faults or distributed"
 
-# the README's paper command on stand-ins of AVE_Dataset.zip and AudioCLIP-Full-Training.pt (needs ../shared),
+# the paper command of docs/real-data.md on stand-ins of AVE_Dataset.zip and AudioCLIP-Full-Training.pt (needs ../shared),
 # and its release-chain command on stand-in release features
 paper-smoke: install
 	$(PY) -m pytest -m paper_smoke -s
 
-# Download the AudioCLIP release checkpoints (real network; see README "Switching to the real AVE dataset, real AudioCLIP weights and a GPU").
+# Download the AudioCLIP release checkpoints (real network; see docs/real-data.md).
 weights: install
 	$(PY) -m avelib weights --cache models/pretrained
 
 report: install
 	$(PY) -m avelib report
+
+# re-execute notebooks/walkthrough.ipynb on this checkout's trained models (after `make repro`) and store its outputs
+walkthrough: install
+	$(PY) -m avelib.walkthrough execute
 
 clean-venv:
 	rm -rf $(VENV)

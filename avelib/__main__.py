@@ -33,23 +33,44 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_report)
 
 
-def _readme_tables(args: argparse.Namespace) -> int:
-    from avelib.eval.tables import sync_readme
+def _confirm_report(args: argparse.Namespace) -> int:
+    from avelib.report.confirm import write_confirm_report
 
-    current = sync_readme(args.readme, args.reports_dir, check=args.check)
-    if args.check and not current:
-        print(f"{args.readme}: results block differs from {args.reports_dir}/*.json; run `python -m avelib readme-tables`",
-              file=sys.stderr)
-        return 1
-    print(f"{args.readme}: results block {'already current' if current else 'rewritten'}")
+    print(f"wrote {write_confirm_report(args.reports_dir, args.out, args.lock)}")
     return 0
 
 
+def add_confirm_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("confirm-report", help="build reports/confirm/index.html, the tower-run study's page")
+    p.add_argument("--reports-dir", default="reports", help="reports folder; the study's files are in its confirm/ "
+                   "(default: %(default)s)")
+    p.add_argument("--lock", default="confirm/dvc.lock", help="the study's DVC lock file (default: %(default)s)")
+    p.add_argument("--out", default="reports/confirm/index.html", help="output page (default: %(default)s)")
+    p.set_defaults(func=_confirm_report)
+
+
+def _readme_tables(args: argparse.Namespace) -> int:
+    from avelib.eval.tables import sync_readme, sync_results_page
+
+    stale = []
+    for path, sync in ((args.readme, sync_readme), (args.results, sync_results_page)):
+        current = sync(path, args.reports_dir, check=args.check)
+        if args.check and not current:
+            stale.append(path)
+            print(f"{path}: results block differs from {args.reports_dir}/*.json; run `python -m avelib readme-tables`",
+                  file=sys.stderr)
+        else:
+            print(f"{path}: results block {'already current' if current else 'rewritten'}")
+    return 1 if stale else 0
+
+
 def add_readme_tables(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("readme-tables", help="write the README's results tables from reports/*.json")
+    p = sub.add_parser("readme-tables", help="write the results blocks of README.md (headline, main table) and "
+                       "docs/results.md (every table) from reports/*.json")
     p.add_argument("--readme", type=Path, default=Path("README.md"), help="default: %(default)s")
+    p.add_argument("--results", type=Path, default=Path("docs/results.md"), help="default: %(default)s")
     p.add_argument("--reports-dir", type=Path, default=Path("reports"), help="default: %(default)s")
-    p.add_argument("--check", action="store_true", help="only check; exit 1 when the block is stale")
+    p.add_argument("--check", action="store_true", help="only check; exit 1 when a block is stale")
     p.set_defaults(func=_readme_tables)
 
 
@@ -140,7 +161,7 @@ def add_weights(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "weights",
-        help="download the AudioCLIP release checkpoints (resumable, size/sha256-checked)",
+        help="download the AudioCLIP release checkpoints (resumable; size-checked, and sha256 where one is recorded)",
         description="Fetch AudioCLIP release files into a cache folder. An interrupted download is kept "
         "as <file>.part and resumed by the next run; a file is renamed into place only after its size "
         "(and sha256, where published) matched.",
@@ -205,8 +226,8 @@ def add_dvc_yaml(sub: argparse._SubParsersAction) -> None:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_stage, add_dvc_yaml, add_predict, add_report, add_readme_tables, add_compare_runs, add_plots_template,
-    add_weights, add_fixtures, add_release_chain,
+    add_stage, add_dvc_yaml, add_predict, add_report, add_confirm_report, add_readme_tables, add_compare_runs,
+    add_plots_template, add_weights, add_fixtures, add_release_chain,
 ]
 
 

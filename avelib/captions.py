@@ -66,10 +66,13 @@ def _environment() -> jinja2.Environment:
 
 
 def video_page(video: Path, page: Path, events: Sequence[Cue], rows: Sequence[dict[str, Any]],
-               timeline_png: bytes) -> str:
+               timeline_png: bytes, provenance: Sequence[str] = (), warning: str | None = None) -> str:
     """The HTML page written to `page`: the video (by its path relative to the page) with the events as
-    subtitles, the timeline figure inline and the per-second table; no network, no file but the video."""
+    subtitles, the timeline figure inline, the per-second table, and what the model was trained on
+    (`provenance` lines, `warning` where its labels of this video are not meaningful); no network, no file
+    but the video."""
     source = Path(os.path.relpath(video.resolve(), page.resolve().parent)).as_posix()
     timeline = "data:image/png;base64," + base64.b64encode(timeline_png).decode("ascii")
     return _environment().get_template(PAGE_TEMPLATE).render(
-        title=video.name, source=source, cues=[c.__dict__ for c in events], rows=rows, timeline=timeline)
+        title=video.name, source=source, cues=[c.__dict__ for c in events], rows=rows, timeline=timeline,
+        provenance=list(provenance), warning=warning)

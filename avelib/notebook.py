@@ -3,7 +3,8 @@
 A stage passes its params.yaml keys to the notebook as dict parameters, so the executed notebook
 shows exactly what it ran with and booleans stay booleans. Kernels talk over IPC sockets with a
 path of their own: over TCP, two kernels started at once (two test workers, two stages) could pick
-the same free port and one client then waited forever on the other's kernel.
+the same free port and one client then waited forever on the other's kernel. Opened in Jupyter, with
+nothing injected, a stage notebook's parameters cell takes the same values itself (`stage_defaults`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import tempfile
 import time
 import uuid
@@ -31,6 +33,11 @@ TIMINGS = "timings"  # reports/timings/<stage>.json: each stage's wall time, pea
 # nbconvert's templates load MathJax and require.js from a CDN; the reports must work offline.
 _REMOTE_SCRIPT = re.compile(r'<script[^>]*\ssrc="(?:https?://[^"]*)?"[^>]*>\s*</script>', re.S)
 
+
+# jsonschema (under nbformat) builds ~40 grammar parsers at import when the optional rfc3987-syntax is installed
+# (a jupyter-events extra) to check one URI format that no notebook uses: 1.2 s of every stage's start. Marked
+# absent, it is skipped by jsonschema as it would be without the package; every other check stays.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 READS_DIR_ENV = "AVELIB_READS_DIR"
 KERNEL_START_TIMEOUT_S = 120  # a kernel that has not answered by then fails the stage with a message
@@ -99,6 +106,44 @@ def notebook_html(path: str | Path) -> str:
     return _REMOTE_SCRIPT.sub("", body)
 
 
+PARAMS_FILE = "params.yaml"
+
+
+def pipeline_root(start: str | Path | None = None) -> Path:
+    """The nearest folder at or above `start` (default: the working directory) holding params.yaml.
+
+    Found from the working directory, not from avelib's location: a pipeline copy (the faults and
+    paper-smoke tests, a user's second checkout) imports avelib from this checkout but is rooted elsewhere."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PARAMS_FILE).is_file():
+            return folder
+    raise FileNotFoundError(f"no {PARAMS_FILE} in {here} or any folder above it: start Jupyter inside the repository")
+
+
+def stage_arguments(root: str | Path, name: str, item: str | None = None) -> dict[str, Any]:
+    """What the stage runner passes stage `name` in the pipeline at `root`: `{"params": <its keys of
+    root/params.yaml>, **<its path parameters>}` (the paths relative to `root`). A foreach stage runs `item`,
+    or without it the first key of its params section (the notebook then runs whatever axes params.yaml has)."""
+    entry = pipeline.stage(name)
+    params = load_params(Path(root) / PARAMS_FILE)
+    if entry.foreach and item is None:
+        item = next(iter(params.get(entry.foreach) or {}), None)  # none: stage_params names the empty section
+    return {"params": pipeline.stage_params(entry, params, item), **pipeline.stage_paths(entry, item)}
+
+
+def stage_defaults(name: str, item: str | None = None) -> dict[str, Any]:
+    """A stage notebook's parameters outside the runner (Jupyter's Run all): `stage_arguments` of the
+    pipeline holding the working directory. The kernel moves to that root first, and says so: Jupyter
+    starts it in notebooks/, the runner runs every stage from the root. papermill's injected cell comes
+    after the parameters cell, so under the runner it overrides every value returned here."""
+    root = pipeline_root()
+    if root != Path.cwd().resolve():
+        os.chdir(root)
+        print(f"working directory: {root} (the pipeline root, where the stage runner runs this notebook)")
+    return stage_arguments(root, name, item)
+
+
 def run_stage(name: str, item: str | None = None, params_path: str | Path = "params.yaml",
               notebooks_dir: str | Path = NOTEBOOKS) -> Path:
     """A DVC stage of the table (avelib.pipeline): its notebook with exactly the stage's params keys as
@@ -114,7 +159,7 @@ def run_stage(name: str, item: str | None = None, params_path: str | Path = "par
                                                if entry.foreach else "takes no --item"))
     params = load_params(params_path)
     check_params(params)
-    return execute_stage(entry, item, params, pipeline.stage_paths(entry, item), REPORTS, notebooks_dir)
+    return execute_stage(entry, item, params, pipeline.stage_paths(entry, item), Path(entry.reports_dir), notebooks_dir)
 
 
 def execute_stage(entry: pipeline.Stage, item: str | None, params: Mapping[str, Any], paths: Mapping[str, str],
@@ -124,7 +169,7 @@ def execute_stage(entry: pipeline.Stage, item: str | None, params: Mapping[str, 
     assert entry.notebook is not None
     parameters = {"params": pipeline.stage_params(entry, params, item), **paths}
     stage, start = entry.output_name(item), time.perf_counter()
-    with _recording_reads(stage):
+    with _recording_reads(f"{entry.name}@{item}" if item else entry.name):  # two tiers may run one notebook
         html = run_notebook(entry.notebook, parameters, reports_dir, notebooks_dir, output_name=stage)
     timing = stage_timing(stage, time.perf_counter() - start, reports_dir / "notebooks" / f"{stage}.ipynb")
     write_json(timing, reports_dir / TIMINGS / f"{stage}.json")
@@ -220,21 +265,25 @@ def _stage(args: Any) -> int:
 
 
 def add_dvc_yaml(sub: Any) -> None:
-    """`python -m avelib dvc-yaml [--check]`: dvc.yaml from the stage table."""
-    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table in avelib/pipeline.py")
-    p.add_argument("--out", type=Path, default=Path("dvc.yaml"), help="default: %(default)s")
-    p.add_argument("--check", action="store_true", help="only check; exit 1 when the file is stale")
+    """`python -m avelib dvc-yaml [--check]`: dvc.yaml and confirm/dvc.yaml from the stage table."""
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml and confirm/dvc.yaml from the stage table in avelib/pipeline.py")
+    p.add_argument("--root", type=Path, default=Path("."), help="the repository (default: %(default)s)")
+    p.add_argument("--check", action="store_true", help="only check; exit 1 when a file is stale")
     p.set_defaults(func=_dvc_yaml)
 
 
 def _dvc_yaml(args: Any) -> int:
-    text = pipeline.render_dvc_yaml()
-    current = args.out.is_file() and args.out.read_text() == text
-    if args.check:
-        print(f"{args.out}: {'current' if current else 'stale; run `python -m avelib dvc-yaml`'}")
-        return 0 if current else 1
-    if not current:
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(text)
-    print(f"{args.out}: {'already current' if current else 'written'}")
-    return 0
+    stale = 0
+    for tier, (name, _) in pipeline.TIERS.items():
+        path, text = args.root / name, pipeline.render_dvc_yaml(tier)
+        current = path.is_file() and path.read_text() == text
+        if args.check:
+            print(f"{path}: {'current' if current else 'stale; run `python -m avelib dvc-yaml`'}")
+        elif not current:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                tmp.write_text(text)
+        if not args.check:
+            print(f"{path}: {'already current' if current else 'written'}")
+        stale += not current
+    return 1 if args.check and stale else 0

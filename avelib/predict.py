@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -105,6 +107,27 @@ def load_localizer(path: str | Path, device: str | torch.device = "cpu") -> Loca
         path=path,
         dataset=str(ck.get("dataset", "not recorded")),
     )
+
+
+def trained_on_warning(bundle: LocalizerBundle) -> str | None:
+    """Why the labels of other videos are not meaningful, unless the localizer was trained on real AVE."""
+    if bundle.dataset == "AVE":
+        return None
+    return (f"{bundle.path} was trained on {bundle.dataset}, not on real AVE videos: it knows only that data, so its "
+            "labels of other videos are not meaningful")
+
+
+def towers_record(towers: torch.nn.Module) -> str:
+    """What the towers' checkpoint records of their training (avelib.train.finetune_record.save_best)."""
+    report = getattr(towers, "load_report", {})
+    if report.get("source") is None:
+        return f"random-init AudioCLIP towers ({towers.config.name} profile): a smoke test, the labels are meaningless"
+    extra = report.get("extra") or {}
+    if "epoch" not in extra:
+        return f"{report['source']}: AudioCLIP weights without this suite's training record (not written by stage A)"
+    videos = ((extra.get("params") or {}).get("data") or {}).get("num_videos", "?")
+    return (f"{report['source']}: fine-tuned by stage A on the {videos} videos of its data cache, kept epoch "
+            f"{extra['epoch']} (the checkpoint names no dataset)")
 
 
 def load_towers(towers: str | Path | None, profile: str | None = "small") -> torch.nn.Module:
@@ -267,6 +290,8 @@ def predict_video(
         "decode": dec.info,
         "missing_modality": missing,
         "trained_on": bundle.dataset,
+        "towers": towers_record(towers),
+        "warning": trained_on_warning(bundle),
     }
     return Prediction(video=video, info=info, **res)
 
@@ -277,9 +302,29 @@ def _missing_modality(decode_info: dict[str, Any]) -> str | None:
     return "audio" if any(w.startswith(silent) for w in decode_info.get("warnings", [])) else None
 
 
+def copy_beside(video: Path, out_dir: Path) -> Path:
+    """`video` in `out_dir` (hard-linked where the file system allows, else copied), so the page plays it from its
+    own folder and the folder can be moved or shared as a whole."""
+    target = out_dir / video.name
+    if target.exists() and target.samefile(video):
+        return target
+    with atomic_path(target) as tmp:
+        try:
+            os.link(video, tmp)
+        except OSError:  # another file system, or links not allowed
+            shutil.copyfile(video, tmp)
+    return target
+
+
+def provenance(info: dict[str, Any]) -> list[str]:
+    """What the page says the localizer and the towers were trained on, from the prediction's record."""
+    return [f"Localizer {info['checkpoint']}: trained on {info['trained_on']}, on features of its {info['encoder']} "
+            "towers.", f"Towers: {info['towers']}."]
+
+
 def write_prediction(pred: Prediction, out_dir: str | Path) -> dict[str, Path]:
     """labels.json, labels.csv, timeline.png, the subtitles labels.vtt and labels.srt, and video.html (the
-    video with its timeline, avelib.captions) in `out_dir`, each written atomically."""
+    video, copied beside it, with its timeline, avelib.captions) in `out_dir`, each written atomically."""
     from avelib.viz.localizer import timelines
     from avelib.viz.report import save_figure
 
@@ -296,7 +341,8 @@ def write_prediction(pred: Prediction, out_dir: str | Path) -> dict[str, Path]:
     fig = timelines(None, pred.labels, pred.alpha, titles=[f"{pred.video.name}: predicted events"])
     save_figure(fig, paths["png"])
     events = captions.cues(pred.labels)
-    page = captions.video_page(pred.video, paths["html"], events, rows, paths["png"].read_bytes())
+    page = captions.video_page(copy_beside(pred.video, out_dir), paths["html"], events, rows, paths["png"].read_bytes(),
+                               provenance(pred.info), pred.info["warning"])
     for key, text in (("vtt", captions.webvtt(events)), ("srt", captions.srt(events)), ("html", page)):
         with atomic_path(paths[key]) as tmp:
             tmp.write_text(text, encoding="utf-8")
@@ -319,9 +365,9 @@ def predict_cli(args: Any) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=_stderr())
         return 2
-    if bundle.dataset != "AVE":
-        print(f"warning: {checkpoint} was trained on {bundle.dataset}, not on real AVE videos: it knows only "
-              "that data, so its labels of other videos are not meaningful", file=_stderr())
+    warning = trained_on_warning(bundle)
+    if warning:
+        print(f"warning: {warning}", file=_stderr())
     videos = _as_paths(args.videos)
     failures = 0
     for video in videos:

@@ -4,7 +4,7 @@
 order follows the thread count), `torch.use_deterministic_algorithms` and no cuDNN autotuning. Each
 library keeps its fastest code path for the CPU (MKL, oneDNN, ATen's AVX-512 kernels), so another CPU
 family may round differently: `python -m avelib compare-runs` checks that such a run reaches the same
-conclusions (README, "Same conclusions on every machine"). `numerics_state` is what a run records.
+conclusions (docs/statistics.md "Same conclusions on every machine"). `numerics_state` is what a run records.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def numerics_state() -> dict[str, object]:
 
 def pool_context() -> mp.context.BaseContext:
     """Process pools of the media workers (decode, SynthAVE, stand-ins): fork where available, so
-    callers need no `if __name__ == "__main__"` guard and start fast; the workers run numpy + PyAV only."""
+    callers need no `if __name__ == "__main__"` guard and start fast; the workers decode (PyAV) and resize
+    (torchvision, torch on one thread)."""
     return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
 
 

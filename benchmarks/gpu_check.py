@@ -6,7 +6,10 @@
 - the paper-size localizer (hidden 256, 8 heads, 1024-d features of 4,143 videos) in epochs/s;
 - one extraction pass over stand-in AVE videos (avelib.fixtures: 24-30 fps, 480x360 and 640x360,
   44.1/48 kHz mono/stereo AAC) in frames/s end to end: decoding in a pool of one process per core
-  (K frames per second at S px, audio resampled to R), then both towers.
+  (K frames per second at S px, audio resampled to R), then both towers;
+- the extract stage (avelib.stages.towers.run_extract) on the segment cache of those videos, shared by N
+  processes (`distributed.extract_nproc`), each on its own GPU: N = the GPUs (2 on the CPU), in frames/s
+  of the whole stage, the processes' start included.
 
 Targets on one H100/H200 (../shared/spec/performance.md): image >= 15,000 img/s, audio >= 10,000
 clips/s, fine-tuning >= 2,000 pairs/s. Run from the repository root; it needs torch, numpy, av,
@@ -23,17 +26,21 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from avelib.data.cache import DecodeConfig, SegmentCache, build_cache
 from avelib.data.media import decode_video
-from avelib.fixtures import iter_standin_videos
-from avelib.models.audioclip import build_audioclip
+from avelib.data.prepare import unpack_ave_zip
+from avelib.fixtures import iter_standin_videos, write_ave_zip
+from avelib.models.audioclip import build_audioclip, profile_config
 from avelib.models.device import autocast, prepare_model, resolve_device
 from avelib.models.images import to_images
 from avelib.runtime import pool_context
+from avelib.stages.towers import run_extract
 from bench_localizer import localizer_speed
 from bench_towers import finetune_throughput, inference_throughput
 
@@ -117,6 +124,34 @@ def extraction_row(sizes: Sizes, device: torch.device) -> tuple[str, str, float,
     return ("extraction end to end", mode, len(paths) * 10 * k / seconds, "frames/s")
 
 
+def standin_cache(folder: Path, sizes: Sizes, workers: int) -> SegmentCache:
+    """The segment cache (decode stage) of the stand-in AVE zip's videos, at the towers' image size and rate."""
+    config = profile_config(sizes.profile)
+    root = unpack_ave_zip(write_ave_zip(folder / "AVE_Dataset.zip", sizes.videos, workers=workers, progress=False),
+                          folder / "ave")
+    decode = DecodeConfig(frames_per_second=sizes.frames_per_second, image_size=config.image_size,
+                          sample_rate=config.sample_rate, workers=workers)
+    return SegmentCache.open(build_cache(root, folder / "cache", decode, progress=False))
+
+
+def shared_extraction_row(sizes: Sizes, device: torch.device) -> tuple[str, str, float, str]:
+    """The extract stage on N processes, each pinned to its own GPU by the stage (N = the GPUs; 2 on the CPU);
+    frames/s of the whole stage."""
+    cuda = device.type == "cuda"
+    nproc = torch.cuda.device_count() if cuda else 2
+    params = {"audioclip": {"profile": sizes.profile, "checkpoint": None}, "finetune": {"seed": 0},
+              "extract": {"batch_size": sizes.batch, "device": device.type}, "distributed": {"extract_nproc": nproc}}
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as folder:
+        cache = standin_cache(Path(folder), sizes, os.cpu_count() or 1)
+        t0 = time.perf_counter()
+        run_extract(params, cache.dir, None, Path(folder) / "features", progress=False)
+        seconds = time.perf_counter() - t0
+        frames = int(cache.ok.sum()) * 10 * sizes.frames_per_second  # of the seconds encoded
+    where = f"{nproc} GPUs" if cuda else f"{nproc} CPU processes"
+    mode = f"{len(cache)} samples, K={sizes.frames_per_second}, {where}"
+    return ("extraction, N processes", mode, frames / seconds, "frames/s")
+
+
 def localizer_row(sizes: Sizes, device: torch.device) -> tuple[str, str, float, str]:
     r = localizer_speed(device.type, sizes.localizer_epochs, sizes.localizer_videos, 1024, 256, 8)
     return ("localizer (hidden 256)", f"{sizes.localizer_videos} videos, batch {r['batch']}", r["epochs_per_s"], "epochs/s")
@@ -141,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     sizes = QUICK if args.quick else FULL
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     t0 = time.perf_counter()
-    rows = [*tower_rows(sizes, device), localizer_row(sizes, device), extraction_row(sizes, device)]
+    rows = [*tower_rows(sizes, device), localizer_row(sizes, device), extraction_row(sizes, device),
+            shared_extraction_row(sizes, device)]
     print_table(rows, f"gpu_check on {name}: profile {sizes.profile}, batch {sizes.batch} (fine-tuning "
                       f"{sizes.train_batch}), torch {torch.__version__}, {time.perf_counter() - t0:.0f} s")
 

@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"preflight", "fixtures", "plots", "captions", "predict"},
     {"explore", "report"},
     {"pipeline", "notebook", "release_chain", "__main__", "ranks"},  # the stage table and runners, the command line, the torchrun worker
+    {"smoke", "walkthrough"},  # the pipeline in miniature (tests, CI) and the walkthrough notebook's steps, on the runners
 ]
 MAX_LINES = 410
 

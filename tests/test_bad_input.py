@@ -1,4 +1,4 @@
-"""Bad input, file by file: each case of the README table "Bad input" with what happens to it.
+"""Bad input, file by file: each case of the table docs/faults.md "Bad input" with what happens to it.
 
 Videos go through the decoder (the decode stage lists unusable ones in its failure table and decodes
 the rest) and through `predict` (exit code 2 and one line naming the file for unusable ones).

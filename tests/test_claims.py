@@ -1,4 +1,4 @@
-"""Comparisons with verdicts, and the README's results block generated from reports/*.json."""
+"""Comparisons with verdicts, and the results blocks of README.md and docs/results.md generated from reports/*.json."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 
 from avelib.eval import claims, loaders, results, stats
 from avelib.eval.metrics import summarize
-from avelib.eval.tables import README_BEGIN, README_END, readme_results, sync_readme
+from avelib.eval.tables import (README_BEGIN, README_END, RESULTS_PAGE, readme_results, results_page, sync_readme,
+                                sync_results_page)
 from avelib.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,18 +78,46 @@ def test_readme_block_is_written_then_checked(tmp_path):
     assert not sync_readme(readme, reports)
     text = readme.read_text()
     assert sync_readme(readme, reports, check=True) and text.endswith(f"{README_END}\n\nafter\n")
-    assert "| refine | off |" in text and "not resolved" in text and "resolved: full model higher" in text
+    # the headline sentence of the supervised task (weak and cross-modal files absent: said so), then the main table
+    assert "- **Supervised localization:** AVE-CLIP " in text and "(resolved: AVE-CLIP higher)" in text
+    assert text.count("- not available: ") == 2 and "| AVEL A+V-att (our harness) |" in text
+    assert "| refine | off |" not in text  # every other table is on docs/results.md
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="README.md: needs exactly one"):
         sync_readme(readme, reports)
 
 
-def test_committed_readme_tables_equal_the_committed_reports():
-    """The README's numbers are those of reports/*.json (written by the run in dvc.lock)."""
+def test_results_page_block_holds_every_table_and_the_tower_run_study(tmp_path):
+    reports = make_reports(tmp_path / "reports")
+    page = tmp_path / "results.md"
+    page.write_text(f"# Results\n\n{README_BEGIN}\n{README_END}\n\n## Reading the tables\n")
+    assert not sync_results_page(page, reports)
+    text = page.read_text()
+    assert sync_results_page(page, reports, check=True) and text.endswith(f"{README_END}\n\n## Reading the tables\n")
+    assert "| refine | off |" in text and "not resolved" in text and "resolved: full model higher" in text
+    assert "not available: reports/confirm/tower_runs.json missing; `make confirm` writes it." in text
+    # the tower-run study's files, where `make confirm` wrote them
+    from avelib.eval.results import stage_a_across_runs
+
+    confirm = reports / "confirm"
+    write_json(stage_a_across_runs([_history([0.3, 0.5, 0.9], best=2), _history([0.3, 0.8], best=1)]),
+               confirm / "tower_runs.json")
+    encoder = {**_run(0.8, 3), "axis": "encoder", "name": "frozen", "is_full_model": False, "dataset": "SynthAVE",
+               "vs_reference": stats.compare_tower_runs([_run(0.8, 3)] * 3, [_run(0.9, 4)] * 3)}
+    write_json({"variants": [encoder]}, confirm / "ablation_encoder.json")
+    text = results_page(reports)
+    assert "Stage A over 2 tower runs" in text and "| encoder | frozen |" in text and "over 3 tower runs" in text
+    assert "reports/confirm/tower_runs.json missing" not in text and "reports/confirm/weak.json missing" in text
+
+
+@pytest.mark.parametrize("path", ["README.md", RESULTS_PAGE.as_posix()])
+def test_committed_results_blocks_equal_the_committed_reports(path):
+    """The numbers of README.md and docs/results.md are those of reports/*.json (written by the run in dvc.lock)."""
     if not (ROOT / "reports" / "metrics.json").is_file():
         pytest.skip("no committed reports/metrics.json")
-    assert sync_readme(ROOT / "README.md", ROOT / "reports", check=True), (
-        "README.md results block differs from reports/*.json: run `python -m avelib readme-tables`")
+    sync = sync_readme if path == "README.md" else sync_results_page
+    assert sync(ROOT / path, ROOT / "reports", check=True), (
+        f"{path} results block differs from reports/*.json: run `python -m avelib readme-tables`")
     assert "| AVEL" in readme_results(ROOT / "reports")
 
 
@@ -136,7 +165,7 @@ def test_report_page_shows_cis_differences_and_stage_a(tmp_path):
     page = build_index(reports, tmp_path / "params.yaml", tmp_path / "dvc.lock", reports / "index.html").read_text()
     assert "95 % CI" in page and "resolved: full model higher" in page and "not resolved" in page
     assert 'id="stage-a"' in page and "fine-tuning helped (resolved)" in page
-    assert "Stage A (contrastive fine-tuning): " in readme_results(reports)
+    assert "Stage A (contrastive fine-tuning): " in results_page(reports)
 
 
 def test_stage_a_across_tower_runs_resamples_the_runs_and_the_report_shows_each_run(tmp_path):

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from avelib.__main__ import main
-from avelib.eval.compare import Row, compare_runs, report_lines
+from avelib.eval.compare import Row, compare_runs, prediction_interval, report_lines
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 FILES = ("metrics.json", "baselines.json", "ablations.json", "weak.json", "crossmodal.json")
@@ -38,7 +38,7 @@ def test_a_moved_number_and_a_flipped_verdict_are_reported(tmp_path, capsys):
     (this / "baselines.json").write_text(json.dumps(baselines))
     assert main(["compare-runs", str(REPORTS), "--this", str(this)]) == 1
     out = capsys.readouterr().out
-    assert "main.aveclip.test_accuracy" in out and "OUTSIDE CI" in out
+    assert "main.aveclip.test_accuracy" in out and "OUTSIDE reference CI" in out
     flipped = [line for line in out.splitlines() if line.startswith("main.avel.minus_aveclip_verdict")]
     assert flipped and flipped[0].endswith(("CHANGED", "OPPOSITE"))
 
@@ -72,3 +72,29 @@ def test_a_run_absent_from_this_run_is_listed_not_counted(tmp_path, capsys):
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if line.startswith("main.mlp ")][0].endswith("absent in this run")
     assert "absent from this run (not compared): main.mlp" in out
+
+
+def test_a_number_the_tower_study_has_is_held_to_its_spread_over_the_runs(tmp_path, capsys):
+    """Another CPU family trains other towers: run 0's weak accuracy is judged by how it spreads over tower runs."""
+    reference = _copy(tmp_path / "reference")
+    weak = json.loads((reference / "weak.json").read_text())
+    row = next(r for r in weak["runs"] if (r["model"], r["encoder"]) == ("aveclip", "finetuned"))
+    mean = row["test_accuracy"]["mean"]
+    runs = [mean + d for d in (-0.06, -0.03, 0.0, 0.03, 0.06)]
+    (reference / "confirm").mkdir()
+    (reference / "confirm" / "weak.json").write_text(json.dumps({**weak, "across_tower_runs": {"aveclip_finetuned": runs}}))
+    low, high = prediction_interval(runs)
+    assert low < mean - 0.06 and high > mean + 0.06  # wider than the runs themselves
+    this = _copy(tmp_path / "this")
+    row_this = next(r for r in json.loads((this / "weak.json").read_text())["runs"] if r["model"] == "aveclip")
+    moved = row["test_accuracy_ci"]["ci"][1] + 0.01  # outside run 0's CI, inside the tower runs' spread
+    assert moved < high
+    weak_this = json.loads((this / "weak.json").read_text())
+    for r in weak_this["runs"]:
+        if (r["model"], r["encoder"]) == ("aveclip", "finetuned"):
+            r["test_accuracy"]["mean"] = moved
+    (this / "weak.json").write_text(json.dumps(weak_this))
+    rows, _ = compare_runs(reference, this)
+    held = next(r for r in rows if r.name == "weak.aveclip_finetuned.test_accuracy")
+    assert held.inside_ci and held.interval == "tower-run PI"
+    assert row_this and all(r.interval == "reference CI" for r in rows if r.name.startswith("main."))

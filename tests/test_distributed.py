@@ -79,6 +79,7 @@ def test_two_ranks_train_the_same_seeds_as_one_process(tmp_path, capfd):
     assert weak_two == weak_one
 
 
+@pytest.mark.usefixtures("one_torch_thread")  # as each of 2 processes on 2 cores: the CPU's float sums depend on it
 def test_two_ranks_extract_the_same_features_as_one_process(tmp_path, capfd):
     from test_contrastive import make_dataset
 
@@ -107,8 +108,8 @@ def _one_step(towers, images, audio, shard=None):
     if shard is None:
         a, i = towers.encode_audio(audio), towers.encode_image(images)
     else:
-        mine = torch.as_tensor(local_rows(np.arange(len(audio)), shard))
-        a, i = (gather_batch(e, shard, len(audio)) for e in (towers.encode_audio(audio[mine]), towers.encode_image(images[mine])))
+        mine = torch.as_tensor(local_rows(np.arange(len(audio)), shard.rank, shard.world))
+        a, i = (gather_batch(e, shard.world, len(audio)) for e in (towers.encode_audio(audio[mine]), towers.encode_image(images[mine])))
     loss = contrastive_loss(towers, a, i) + towers.fbsp_loss()
     (loss / (shard.world if shard else 1)).backward()
     if shard is not None:
@@ -220,11 +221,11 @@ def test_a_failing_rank_fails_the_stage(tmp_path):
 
 
 def test_a_failing_worker_fails_the_stage_with_its_output(tmp_path, capsys):
-    from avelib.distributed import SPEC, share
+    from avelib.distributed import SPEC, Launch, share
 
     done = []  # this process's share succeeds; the worker's train job has no data section and fails
     with pytest.raises(RuntimeError, match=r"train: worker rank\(s\) \[1\] failed"):
-        share(2, "train", {"params": {}, "features_dir": str(tmp_path)}, tmp_path, lambda **kw: done.append(kw["shard"]))
+        share(Launch(2), "train", {"params": {}, "features_dir": str(tmp_path)}, tmp_path, lambda **kw: done.append(kw["shard"]))
     assert done == [Shard(0, 2)]
     assert "Traceback" in capsys.readouterr().out  # the worker's output is shown
     assert (tmp_path / SPEC).is_file() and not (tmp_path / "rank1.log").exists()

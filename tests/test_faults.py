@@ -55,7 +55,7 @@ COMPARED = [
     ("models/finetune/history.json", "json"),
     ("data/features/*/*.h5", "bytes"),
     ("models/tower_runs/run1/*/best.pt", "bytes"), ("data/features/tower_runs/run1/*/*.h5", "bytes"),
-    ("reports/tower_runs.json", "bytes"),
+    ("reports/confirm/tower_runs.json", "bytes"),
     ("models/localizer/seed*/best.pt", "bytes"), ("models/localizer/metrics.json", "json"),
     ("models/localizer/predictions.npz", "arrays"),
     ("models/evaluate/*/metrics.json", "json"), ("models/ablations/refine/*/metrics.json", "json"),
@@ -148,6 +148,8 @@ def _chunks_done(done: Path) -> int:
         return 0
 
 
+CONFIRM = "confirm/dvc.yaml:"  # a stage of the tower-run study, as DVC names it
+
 # stage -> (progress on disk worth resuming, what the rerun says when it continues, outputs that must not exist);
 # a smoke seed writes last.pt only after its last epoch: seed 0's is the earliest marker, the kill lands in seed 1
 KILLS: dict[str, tuple[Callable[[Path], bool], str, list[str]]] = {
@@ -156,8 +158,8 @@ KILLS: dict[str, tuple[Callable[[Path], bool], str, list[str]]] = {
     "finetune": (lambda w: _epochs(w / "models/finetune/history.json") >= 2, "finetune: resumed from", []),
     "extract": (lambda w: _chunks_done(w / "data/features/finetuned.partial/chunks_done.npy") >= 1, "extract: continuing",
                 ["data/features/finetuned", "data/features/frozen"]),
-    "tower_runs": (lambda w: _epochs(w / "models/tower_runs/run1/finetune/history.json") >= 2, "finetune: resumed from",
-                   ["data/features/tower_runs/run1/finetuned", "reports/tower_runs.json"]),
+    CONFIRM + "tower_runs": (lambda w: _epochs(w / "models/tower_runs/run1/finetune/history.json") >= 2,
+                             "finetune: resumed from", ["data/features/tower_runs/run1/finetuned", "reports/confirm/tower_runs.json"]),
     "train": (lambda w: (w / "models/localizer.partial/seed0/last.pt").is_file(), "seed 0: resumed from",
               ["models/localizer"]),
     "evaluate": (lambda w: (w / "models/evaluate.partial/avel/seed0/last.pt").is_file(), "AVELAttention seed 0: resumed from",
@@ -168,9 +170,11 @@ KILLS: dict[str, tuple[Callable[[Path], bool], str, list[str]]] = {
 
 
 def _executed_text(work: Path, stage: str) -> str:
+    tier, _, stage = stage.rpartition(":")
     name = {"ablate@refine": "08_ablation_refine"}.get(stage) or next(
         p.stem for p in (work / "notebooks").glob("*.ipynb") if p.stem.partition("_")[2] == stage)
-    nb = json.loads((work / "reports/notebooks" / f"{name}.ipynb").read_text())
+    reports = work / "reports" / ("confirm" if tier else "")
+    nb = json.loads((reports / "notebooks" / f"{name}.ipynb").read_text())
     return "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
 
 
@@ -180,8 +184,9 @@ def run_a_started(tmp_path_factory) -> Iterator[tuple[Path, subprocess.Popen, Pa
     core), which halves this module's wall time on 2 cores. Same threads, so still the same bytes."""
     work = smoke_pipeline(tmp_path_factory.mktemp("run_a") / "pipeline")
     log = work.parent / "dvc_repro.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(["dvc", "repro"], cwd=work, env=venv_env(), stdout=out, stderr=subprocess.STDOUT)
+    with log.open("w") as out:  # both tiers: the quick study, then the tower-run study
+        proc = subprocess.Popen(["sh", "-c", "dvc repro && dvc repro confirm/dvc.yaml"], cwd=work, env=venv_env(),
+                                stdout=out, stderr=subprocess.STDOUT)
     yield work, proc, log
     if proc.poll() is None:  # the module failed before run_a was awaited
         proc.kill()
@@ -211,6 +216,7 @@ def run_c(run_a_started, tmp_path_factory) -> dict[str, Any]:
         seen[stage]["rerun"] = _executed_text(work, stage)
         seen[stage]["tmp_after"] = sorted(str(p.relative_to(work)) for p in work.rglob(".*.tmp"))
     dvc(work, "repro")  # the rest (the ablation summary, the report)
+    dvc(work, "repro", "confirm/dvc.yaml")
     seen["work"] = work
     return seen
 
@@ -265,13 +271,17 @@ def test_same_seed_same_features_in_two_fresh_directories(run_a, run_c) -> None:
 # `report` reruns on every params edit: the index page shows the whole params.yaml
 COMMENT = "\n# an edit that changes no behaviour\n"
 RERUNS: dict[str, tuple[str, set[str]]] = {
-    "avelib/models/localizer.py": ("file", {"train", "evaluate", "ablate@refine", "ablation_table", "weak", "report"}),
-    "avelib/models/audioclip.py": ("file", {"data", "pretrain", "finetune", "extract", "tower_runs", "ablation_table",
-                                            "report"}),
+    "avelib/models/localizer.py": ("file", {"train", "evaluate", "ablate@refine", "ablation_table", "weak", "report",
+                                            CONFIRM + "tower_encoder", CONFIRM + "tower_weak"}),
+    "avelib/models/audioclip.py": ("file", {"data", "pretrain", "finetune", "extract", "ablation_table", "report",
+                                            CONFIRM + "recipe_grid", CONFIRM + "tower_runs"}),
     "avelib/report/index.py": ("file", {"ablation_table", "report"}),  # 09_ablation_table shows the report's table
-    "localizer.hidden": ("param", {"train", "ablate@refine", "weak", "report"}),  # evaluate trains baselines only
-    "baselines.lr": ("param", {"evaluate", "weak", "report"}),
-    "finetune.lr": ("param", {"finetune", "tower_runs", "report"}),  # extract reads finetune.seed only
+    "localizer.hidden": ("param", {"train", "ablate@refine", "weak", "report", CONFIRM + "tower_encoder",
+                                   CONFIRM + "tower_weak"}),  # evaluate trains baselines only
+    "baselines.lr": ("param", {"evaluate", "weak", "report", CONFIRM + "tower_weak"}),
+    "finetune.lr": ("param", {"finetune", "report", CONFIRM + "recipe_grid", CONFIRM + "tower_runs"}),  # extract: finetune.seed
+    "tower_runs.count": ("param", {"report", CONFIRM + "tower_runs", CONFIRM + "tower_encoder", CONFIRM + "tower_weak",
+                                   CONFIRM + "tower_crossmodal"}),  # no quick stage reads it
 }
 
 
@@ -311,3 +321,19 @@ def test_dvc_metrics_show_holds_every_test_accuracy(run_a) -> None:
     assert ("crossmodal" in data) == bool(scored)
     for row in [*data["main"].values(), *data["ablations"]["refine"].values(), *data["weak"].values()]:
         assert 0.0 <= row["test_accuracy"] <= 1.0
+
+
+def test_a_clone_pulls_both_tiers_from_a_remote_and_trains_nothing(run_a, tmp_path) -> None:
+    """Train once, `dvc push`; elsewhere `git clone` + `dvc pull`: nothing to rerun in either tier (docs/pipeline.md)."""
+    dvc(run_a, "remote", "add", "--default", "storage", str(tmp_path / "remote"))  # a local folder, as in the docs
+    dvc(run_a, "push")
+    git = ["git", "-c", "user.name=faults", "-c", "user.email=faults@localhost"]
+    for args in (["add", "-A", "--", ".", ":!.venv"], ["commit", "-q", "-m", "trained"], ["clone", "-q", str(run_a), str(tmp_path / "clone")]):
+        subprocess.run([*git, *args], cwd=run_a, check=True, capture_output=True)
+    clone = tmp_path / "clone"
+    if not (clone / ".venv").exists():
+        (clone / ".venv").symlink_to((run_a / ".venv").resolve())
+    dvc(clone, "pull")
+    assert "Data and pipelines are up to date" in dvc(clone, "status").stdout
+    for target in ([], ["confirm/dvc.yaml"]):
+        assert "Running stage" not in dvc(clone, "repro", *target).stdout

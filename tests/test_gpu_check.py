@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.paper_smoke, pytest.mark.timeout(600)]  # the GPU check on the CPU
-ROWS = ["image tower", "audio tower", "fine-tuning step", "localizer (hidden 256)", "extraction end to end"]
+ROWS = ["image tower", "audio tower", "fine-tuning step", "localizer (hidden 256)", "extraction end to end",
+        "extraction, N processes"]
 
 
 def test_gpu_check_quick_on_cpu():
@@ -27,3 +28,6 @@ def test_gpu_check_quick_on_cpu():
                        ("audio tower", "torch.compile (fp32)"), ("fine-tuning step", "fp32")]:
         assert float(measured[what, mode].replace(",", "")) > 0, (what, mode)
     assert measured["image tower", "bf16"] == "n/a"  # bf16 autocast is the CUDA path
+    shared = [value for (what, mode), value in measured.items() if what == "extraction, N processes"]
+    assert len(shared) == 1 and float(shared[0].replace(",", "")) > 0
+    assert "extract: on this process and 1 worker(s)" in run.stdout  # the stage shared its chunks with a worker

@@ -1,7 +1,7 @@
-"""`make paper-smoke`: the README's paper command, as printed there, on stand-ins of the real files.
+"""`make paper-smoke`: the paper command of docs/real-data.md, as printed there, on stand-ins of the real files.
 
 A temporary copy of the pipeline gets a stand-in `AVE_Dataset.zip` and a full-size stand-in
-`AudioCLIP-Full-Training.pt` (`python -m avelib fixtures paper`), then runs the README's
+`AudioCLIP-Full-Training.pt` (`python -m avelib fixtures paper`), then runs that page's
 `dvc exp run` command with only the `SHRINK` overrides appended (few videos, K=2, 1-2 epochs, CPU,
 one seed). Deselected in `make test` (marker `paper_smoke`); run by `make paper-smoke` and `.ci/run`.
 """
@@ -24,7 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.paper_smoke, pytest.mark.timeout(1200)]  # the paper command on stand-ins
 
-# overrides that only shrink the work; every size of the paper profile stays as the README sets it
+# overrides that only shrink the work; every size of the paper profile stays as docs/real-data.md sets it
 SHRINK = [
     "decode.frames_per_second=2", "decode.workers=2",
     "finetune.epochs=1", "finetune.passes_per_epoch=1", "finetune.eval_initial=false",
@@ -41,12 +41,15 @@ SHRINK = [
 ]
 VIDEOS = 8  # two of each stand-in format
 
-def readme_paper_command(readme: Path) -> list[str]:
-    """The `dvc exp run` command of the README's paper setting, as argv."""
-    blocks = re.findall(r"```bash\n(.*?)```", readme.read_text(), flags=re.S)
+PAPER_PAGE = ROOT / "docs" / "real-data.md"  # where the paper command is printed for users
+
+
+def paper_command(page: Path = PAPER_PAGE) -> list[str]:
+    """The `dvc exp run` command of the paper setting, as printed on `page`, as argv."""
+    blocks = re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S)
     paper = [b for b in blocks if "dvc exp run" in b and "audioclip.profile=paper" in b]
     if len(paper) != 1:
-        raise AssertionError(f"{readme}: expected one bash block with the paper `dvc exp run`, found {len(paper)}")
+        raise AssertionError(f"{page}: expected one bash block with the paper `dvc exp run`, found {len(paper)}")
     return shlex.split(paper[0].replace("\\\n", " "))
 
 
@@ -99,13 +102,13 @@ def paper_run(tmp_path_factory, shared_dir) -> Path:
     (fixtures / "AVE_Dataset.zip").rename(work / "data/AVE_Dataset.zip")
     (fixtures / "AudioCLIP-Full-Training.pt").rename(work / "models/pretrained/AudioCLIP-Full-Training.pt")
     timings["fixtures"] = round(time.perf_counter() - t0, 1)
-    command = readme_paper_command(ROOT / "README.md")
+    command = paper_command()
     command += [arg for kv in SHRINK for arg in ("-S", kv)]
     t0 = time.perf_counter()
     run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
     timings["dvc exp run"] = round(time.perf_counter() - t0, 1)
     if run.returncode != 0:
-        pytest.fail(f"the README paper command failed ({run.returncode}):\n{run.stdout[-6000:]}\n{run.stderr[-6000:]}")
+        pytest.fail(f"the paper command of {PAPER_PAGE.name} failed ({run.returncode}):\n{run.stdout[-6000:]}\n{run.stderr[-6000:]}")
     timings |= stage_seconds(work / "reports")
     print("paper-smoke seconds:", json.dumps(timings, indent=1))
     (work / "paper_smoke_seconds.json").write_text(json.dumps(timings, indent=1))

@@ -16,8 +16,29 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_STAGES = [s for s in pipeline.STAGES if s.notebook]
 
 
-def test_committed_dvc_yaml_is_written_from_the_table():
-    assert (ROOT / "dvc.yaml").read_text() == pipeline.render_dvc_yaml(), "run `python -m avelib dvc-yaml`"
+@pytest.mark.parametrize("tier", pipeline.TIERS)
+def test_committed_dvc_yaml_is_written_from_the_table(tier):
+    path = ROOT / pipeline.TIERS[tier][0]
+    assert path.read_text() == pipeline.render_dvc_yaml(tier), "run `python -m avelib dvc-yaml`"
+
+
+def _written(entry: pipeline.Stage) -> set[str]:
+    return {o.path for o in entry.outs} | set(entry.metrics) | set(entry.plots)
+
+
+def test_no_quick_stage_reads_what_the_tower_run_study_writes():
+    """A bare `dvc repro` stays quick: nothing of the quick tier depends on the tower-run study."""
+    confirm = set().union(*(_written(s) for s in pipeline.STAGES if s.tier == pipeline.CONFIRM))
+    for entry in (s for s in pipeline.STAGES if s.tier == pipeline.QUICK):
+        read = set(entry.inputs)  # a features root holds the tower runs' folders too: `tower_runs.count` says which
+        assert not {r for r in read for w in confirm if r == w or r.startswith(w + "/") or w.startswith(r + "/")}, entry.name
+        assert not [k for k in entry.keys if k == "finetune_grid" or k.split(".")[0] == "tower_runs"], entry.name
+
+
+def test_the_tower_run_study_writes_under_its_own_reports_folder():
+    for entry in (s for s in pipeline.STAGES if s.tier == pipeline.CONFIRM):
+        reports = [p for p in _written(entry) if p.startswith("reports/")]
+        assert reports and all(p.startswith(pipeline.CONFIRM_REPORTS + "/") for p in reports), entry.name
 
 
 @pytest.mark.parametrize("entry", NOTEBOOK_STAGES, ids=[s.name for s in NOTEBOOK_STAGES])
@@ -65,7 +86,8 @@ def test_the_runner_passes_exactly_the_listed_keys():
 
 
 def test_dvc_yaml_lists_the_table_keys_as_params():
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    stages = {name: body for tier_file, _ in pipeline.TIERS.values()
+              for name, body in yaml.safe_load((ROOT / tier_file).read_text())["stages"].items()}
     for entry in pipeline.STAGES:
         body = stages[entry.name]["do"] if entry.foreach else stages[entry.name]
         assert body.get("params", []) == [k.replace("{item}", "${key}") for k in entry.keys]

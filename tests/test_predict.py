@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import filecmp
 import json
-import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +23,13 @@ from avelib.predict import load_localizer, localize, pad_to_windows
 DIM = 128  # embed_dim of the small AudioCLIP profile
 
 
-def save_localizer(path: Path, dim: int = DIM, max_len: int = 1) -> Path:
-    """An untrained localizer checkpoint in the design.md format."""
+def save_localizer(path: Path, dim: int = DIM, max_len: int = 1, **record: str) -> Path:
+    """An untrained localizer checkpoint in the design.md format; `record`: extra keys (e.g. its dataset)."""
     torch.manual_seed(0)
     cfg = LocalizerConfig(hidden=32, heads=4)
     model = AVECLIPLocalizer(cfg, dim, dim)
     torch.save({"config": resolved(cfg), "state_dict": model.state_dict(), "audio_dim": dim, "visual_dim": dim,
-                "postprocess_max_len": max_len, "encoder": "finetuned", "visual": "mean"}, path)  # fmt: skip
+                "postprocess_max_len": max_len, "encoder": "finetuned", "visual": "mean", **record}, path)  # fmt: skip
     return path
 
 
@@ -96,7 +98,35 @@ def test_cli_predict_real_video(tmp_path: Path, shared_dir: Path, capsys: pytest
     assert (out / "labels.vtt").read_text().startswith("WEBVTT\n\n") and (out / "labels.vtt").read_text().count(" --> ") == events
     assert (out / "labels.srt").read_text().count(" --> ") == events
     page = (out / "video.html").read_text()
-    assert f'src="{Path(os.path.relpath(video, out)).as_posix()}"' in page and page.count("data-second=") == 56
+    assert f'src="{video.name}"' in page and page.count("data-second=") == 56
+    assert filecmp.cmp(out / video.name, video, shallow=False)  # the page plays its own copy
+
+
+def test_video_page_says_what_the_model_knows_and_moves_with_its_folder(tmp_path: Path) -> None:
+    from avelib.data.synth import write_video
+
+    video = tmp_path / "clips" / "mine.mp4"
+    video.parent.mkdir()
+    write_video(video, np.zeros((30, 32, 32, 3), dtype=np.uint8), np.zeros(3 * 16000, dtype=np.float32), fps=10,
+                sample_rate=16000, crf=30)
+    torch.manual_seed(0)
+    towers = tmp_path / "towers.pt"  # as stage A writes it: kept epoch and the resolved params with the data record
+    save_checkpoint(build_audioclip("small", None), towers, {"epoch": 3, "params": {"data": {"num_videos": 12}}})
+    ckpt = save_localizer(tmp_path / "loc.pt", dataset="SynthAVE (embedded, procedural)")
+    out = tmp_path / "pred"
+    assert main(["predict", str(video), "--checkpoint", str(ckpt), "--towers", str(towers), "--out", str(out),
+                 "--params", str(tmp_path / "absent.yaml")]) == 0
+    page = (out / "video.html").read_text()
+    warning = re.search(r'<p class="warn" id="trained-on-warning">([^<]*)</p>', page)
+    assert warning and "was trained on SynthAVE (embedded, procedural), not on real AVE videos" in warning.group(1)
+    assert "labels of other videos are not meaningful" in warning.group(1)
+    assert "trained on SynthAVE (embedded, procedural), on features of its finetuned towers" in page
+    assert "fine-tuned by stage A on the 12 videos of its data cache, kept epoch 3" in page
+    moved = shutil.move(out, tmp_path / "elsewhere" / "pred")  # and the original video gone: the folder stands alone
+    shutil.rmtree(video.parent)
+    src = re.search(r'<video [^>]*src="([^"]+)"', (Path(moved) / "video.html").read_text()).group(1)
+    played = (Path(moved) / src).resolve()
+    assert played.is_file() and played.parent == Path(moved).resolve()
 
 
 def test_cli_predict_broken_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,5 +1,5 @@
 """The AVE release's features as the localizer stages' input: the files checked, converted once, and the
-README's `release-chain` command on stand-in files in the exact release layout."""
+`release-chain` command of docs/real-data.md on stand-in files in the exact release layout."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def _mtimes(folder: Path) -> dict[str, int]:
 @pytest.mark.paper_smoke
 @pytest.mark.timeout(600)
 def test_release_chain_runs_the_localizer_stages(release, tmp_path):
-    """The README's command: train -> evaluate -> ablations that apply -> weak -> cross-modal, outputs under --out."""
+    """The command of docs/real-data.md: train -> evaluate -> ablations that apply -> weak -> cross-modal, outputs under --out."""
     smoke = _merge(SMOKE, {"evaluate": {"seeds": [0]},
                            "ablations": {"encoder": {"frozen": {"features": "frozen"}},
                                          "frames": {"single": {"evaluate": {"visual": "single"}}},

@@ -10,16 +10,21 @@ import re
 import select
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+from avelib.io import write_json
 from avelib.report import ReportInputError, build_index, caption_from_name, data_hashes
+from avelib.report.confirm import write_confirm_report
 from avelib.viz.report import figure_to_data_uri, new_figure
+from test_claims import _history, _run, make_reports
 
 
 def _stat(mean: float, std: float) -> dict[str, Any]:
@@ -80,11 +85,13 @@ def test_index_is_self_contained(tmp_path: Path) -> None:
     # main table: ours (as %), the baseline, each row's dataset
     assert 'id="main-table"' in page and "81.23 ± 1.10" in page and "AVEL (our impl.)" in page
     assert "SynthAVE" in page
-    # ablations grouped by axis, figures inlined with captions, notebook link relative
+    # ablations grouped by axis with their overrides in words, figures inlined with captions, notebook link relative
     assert '<h3 id="ablation-attention">' in page and '<h3 id="ablation-windows">' in page
-    assert "Confusion matrix" in page and "Training curves per seed" in page
-    assert page.count('src="data:image/png;base64,') >= 6
-    assert 'href="html/localizer.html"' in page
+    assert "<td>attention temporal</td>" in page and "<td>windows 10</td>" in page
+    assert "localizer.attention" not in page.split("<pre>")[0]  # not the raw overrides
+    assert "Confusion matrix" in page and "Training curves per seed against epoch" in page
+    assert page.count('src="data:image/png;base64,') == 4  # curves, confusion matrix, reports/figures, reports/plots
+    assert 'href="html/localizer.html"' in page and 'href="confirm/index.html"' in page and "make confirm" in page
     assert "0123456789abcdef0123456789abcdef.dir" in page and "seed: 0" in page
     assert "python" in page and "package torch" in page
 
@@ -150,9 +157,9 @@ class Chromium:
             os.dup2(out, 4)
 
         self.proc = subprocess.Popen(
-            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--remote-debugging-pipe", "--no-first-run", "--no-default-browser-check",
-             "--disable-background-networking", "--disable-extensions", f"--user-data-dir={profile}",
+            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+             "--remote-debugging-pipe", "--no-first-run", "--no-default-browser-check", "--disable-component-update",
+             "--disable-background-networking", "--disable-extensions", "--disable-sync", f"--user-data-dir={profile}",
              "--window-size=1280,2000", "about:blank"],
             preexec_fn=wire_fds, close_fds=False,  # python fds are CLOEXEC anyway
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -223,9 +230,14 @@ def _chromium_binary() -> str:
     pytest.skip("no chromium binary on PATH (install the Debian package `chromium`); browser test skipped")
 
 
+def _evaluate(browser: Chromium, session: str, expression: str) -> Any:
+    return browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=session)["result"]["value"]
+
+
 def load_in_browser(page: Path, workdir: Path) -> dict[str, Any]:
-    """Open `page` and return its requests, failures, console errors, main-table text and a screenshot."""
-    browser = Chromium(_chromium_binary(), workdir / "chromium-profile")
+    """Open `page` (fresh profile) and return its requests, failures, console errors, main-table text, whole text,
+    every href/src as the browser resolved it, and a screenshot."""
+    browser = Chromium(_chromium_binary(), Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=workdir)))
     try:
         target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         sid = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
@@ -234,16 +246,10 @@ def load_in_browser(page: Path, workdir: Path) -> dict[str, Any]:
         browser.events.clear()
         browser.send("Page.navigate", {"url": page.resolve().as_uri()}, session=sid)
         browser.wait_event("Page.loadEventFired")
-        table = browser.send(
-            "Runtime.evaluate",
-            {"expression": "(document.getElementById('main-table')||{innerText:''}).innerText", "returnByValue": True},
-            session=sid,
-        )["result"]["value"]
-        images = browser.send(
-            "Runtime.evaluate",
-            {"expression": "Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)", "returnByValue": True},
-            session=sid,
-        )["result"]["value"]
+        table = _evaluate(browser, sid, "(document.getElementById('main-table')||{innerText:''}).innerText")
+        text = _evaluate(browser, sid, "document.body.innerText")
+        targets = _evaluate(browser, sid, "Array.from(document.querySelectorAll('[href],[src]')).map(e => e.href || e.src)")
+        images = _evaluate(browser, sid, "Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
         shot = browser.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=sid)
     finally:
         browser.close()
@@ -254,33 +260,79 @@ def load_in_browser(page: Path, workdir: Path) -> dict[str, Any]:
         "bad_status": [e["params"]["response"]["url"] for e in ev if e.get("method") == "Network.responseReceived"
                        and e["params"]["response"].get("status", 200) >= 400],
         "errors": [e["params"] for e in ev if e.get("method") == "Runtime.exceptionThrown"
+                   or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
                    or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")],
         "table": table,
+        "text": text,
+        "targets": targets,
         "images": images,
         "screenshot": base64.b64decode(shot["data"]),
     }  # fmt: skip
 
 
+def dead_links(targets: list[str]) -> list[str]:
+    """The file: URLs among `targets` (fragment dropped) that name no file."""
+    return [u for u in targets if u.startswith("file:") and not Path(unquote(urlparse(u).path)).is_file()]
+
+
+def make_complete_reports(root: Path) -> tuple[Path, Path, Path]:
+    """Every file both pages read, as `dvc repro` and `make confirm` leave them: a page of them says nothing is missing."""
+    from avelib.eval.results import pretraining_summary, stage_a_across_runs, stage_summary, write_history_csv
+    from avelib.eval.stats import compare_tower_runs
+
+    reports, params, lock = make_fake_reports(root)
+    make_reports(reports)  # metrics, baselines and ablations with their paired differences
+    metrics = json.loads((reports / "metrics.json").read_text())
+    write_json({**metrics, "confusion_matrix": (np.eye(29, dtype=int) * 5 + 1).tolist()}, reports / "metrics.json")
+    history = [[{"epoch": e, "train_loss": 1.0 / (e + 1), "val_accuracy": 0.5 + 0.1 * e + 0.01 * s, "lr": 1e-3}
+                for e in range(4)] for s in range(2)]
+    write_history_csv(history, [0, 1], reports / "plots" / "localizer_history.csv")
+    write_json(stage_summary(_history([0.3, 0.5, 0.9], best=2)), reports / "finetune.json")
+    write_json({"seconds": 12.5, "peak_rss_mib": 800.0}, reports / "timings" / "06_train.json")
+    _task_reports(reports)
+    confirm = reports / "confirm"
+    runs = stage_a_across_runs([_history([0.3, 0.5, 0.9], best=2), _history([0.3, 0.8], best=1)])
+    write_json({**runs, "pretraining": [pretraining_summary(_history([0.1, 0.2], best=1))] * 2}, confirm / "tower_runs.json")
+    grid = [{"lr": 1e-4, "layers": "all", "kept_epoch": 2, "a2i_r1": 0.8, "a2i_r1_ci": [0.7, 0.9], "chosen": True},
+            {"lr": 1e-5, "layers": "heads", "kept_epoch": 1, "a2i_r1": 0.3, "a2i_r1_ci": [0.2, 0.4], "chosen": False}]
+    write_json({**stage_summary(_history([0.3, 0.5, 0.9], best=2)), "grid": grid}, confirm / "recipe_grid.json")
+    frozen = {**_run(0.8, 3), "axis": "encoder", "name": "frozen", "params": {"features": "frozen"}, "is_full_model": False,
+              "vs_reference": compare_tower_runs([_run(0.8, 3), _run(0.8, 5)], [_run(0.9, 4), _run(0.9, 6)])}
+    write_json({"axis": "encoder", "variants": [frozen]}, confirm / "ablation_encoder.json")
+    for name in ("weak.json", "crossmodal.json"):
+        shutil.copy(reports / name, confirm / name)
+    return reports, params, lock
+
+
 def test_index_loads_in_headless_chromium(tmp_path: Path) -> None:
+    """Both pages, from complete reports: no failed request, no console error, nothing missing, no dead link."""
     binary = _chromium_binary()
     assert binary
-    reports, params, lock = make_fake_reports(tmp_path)
-    out = build_index(reports, params, lock, reports / "index.html")
-    # the probe: a page with a broken image must be reported as a failed request, or the check proves nothing
+    # the probe: a page with a broken image and a dead link must be caught, or the checks prove nothing
     probe = tmp_path / "probe.html"
-    probe.write_text('<html><body><table id="main-table"><tr><td>x</td></tr></table><img src="missing.png"></body></html>')
+    probe.write_text('<html><body><table id="main-table"><tr><td>x</td></tr></table><img src="missing.png">'
+                     '<a href="gone.html">gone</a><script>console.error("probe")</script></body></html>')
     seen = load_in_browser(probe, tmp_path)
-    assert seen["failed"], "the browser check did not detect a missing image"
+    assert seen["failed"] and seen["errors"] and len(dead_links(seen["targets"])) == 2
 
-    seen = load_in_browser(out, tmp_path)
-    assert seen["failed"] == [] and seen["bad_status"] == [] and seen["errors"] == []
-    external = [u for u in seen["requests"] if not u.startswith(("file:", "data:"))]
-    assert external == [], f"the page fetched {external}"
-    assert "AVE-CLIP (ours)" in seen["table"] and "81.23 ± 1.10" in seen["table"] and "SynthAVE" in seen["table"]
-    assert len(seen["images"]) >= 6 and all(seen["images"]), "an inlined image did not decode"
-    shot = tmp_path / "index_screenshot.png"  # kept for a look: pytest --basetemp=DIR
-    shot.write_bytes(seen["screenshot"])
-    assert seen["screenshot"].startswith(b"\x89PNG") and shot.stat().st_size > 10_000
+    reports, params, lock = make_complete_reports(tmp_path)
+    index = build_index(reports, params, lock, reports / "index.html")
+    confirm = write_confirm_report(reports, reports / "confirm" / "index.html", tmp_path / "confirm" / "dvc.lock")
+    pages = {page: load_in_browser(page, tmp_path) for page in (index, confirm)}
+    for page, seen in pages.items():
+        assert seen["failed"] == [] and seen["bad_status"] == [] and seen["errors"] == [], page
+        external = [u for u in seen["requests"] if not u.startswith(("file:", "data:"))]
+        assert external == [], f"{page} fetched {external}"
+        assert "missing" not in seen["text"].lower(), page
+        assert dead_links(seen["targets"]) == [], page
+        assert seen["images"] and all(seen["images"]), f"{page}: an inlined image did not decode"
+        shot = tmp_path / f"{page.parent.name}_screenshot.png"  # kept for a look: pytest --basetemp=DIR
+        shot.write_bytes(seen["screenshot"])
+        assert seen["screenshot"].startswith(b"\x89PNG") and shot.stat().st_size > 10_000
+    first = pages[index]
+    assert "AVE-CLIP (ours)" in first["table"] and "Results on SynthAVE, not on real AVE" in first["text"]
+    assert "Training curves per seed against epoch (from localizer_history.csv)" in first["text"]
+    assert any(u.endswith("/reports/confirm/index.html") for u in first["targets"])
 
 
 def test_published_rows_come_from_eval_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -295,10 +347,17 @@ def test_published_rows_come_from_eval_tables(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setitem(sys.modules, "avelib.eval.tables", fake)
     reports, params, lock = make_fake_reports(tmp_path)
     page = build_index(reports, params, lock, reports / "index.html").read_text()
-    table = page[page.index('id="main-table"') : page.index("</table>", page.index('id="main-table"'))]
-    assert "AVE-CLIP, WACV&#39;23" in table and "83.7" in table and "79.3" in table
-    assert table.count("<td>AVE</td>") == 2 and table.count("<td>SynthAVE</td>") == 2
+    published = _table(page, "published-table")
+    assert "AVE-CLIP, WACV&#39;23" in published and "83.7" in published and "79.3" in published
+    assert published.count("<td>AVE</td>") == 2 and "SynthAVE" not in published  # its own table, each row's dataset
+    main = _table(page, "main-table")
+    assert "AVE-CLIP (ours)" in main and "WACV" not in main and "CMBS" not in main
     assert "PUBLISHED missing" not in page
+
+
+def _table(page: str, id: str) -> str:
+    start = page.index(f'id="{id}"')
+    return page[start : page.index("</table>", start)]
 
 
 def _task_reports(reports: Path) -> None:
@@ -335,6 +394,8 @@ def test_index_shows_the_weak_and_crossmodal_tasks(tmp_path: Path) -> None:
     assert page.count("not available: no source of this number was read here") == 3  # AVEL weak, both A2V/V2A rows
     assert "73.5" in page and "source: the maintainer in CMBS issue #1" in page  # weak numbers with a source
     assert "A2V zero_shot (finetuned)" in page and page.count("data:image/png;base64,") >= 2
+    assert "AVDLN" not in _table(page, "crossmodal-table") and "PSP" not in _table(page, "weak-table")
+    assert "<td>test videos × seeds</td>" in page  # what each comparison's CI resamples
     assert 'id="weak-table"' in task_html(reports, "weak")
     with pytest.raises(ValueError, match="unknown task"):
         task_html(reports, "parsing")

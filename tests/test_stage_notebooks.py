@@ -1,7 +1,7 @@
 """Every stage notebook runs top to bottom through the stage runner, chained on a tiny SynthAVE.
 
 This is the pipeline in miniature: `run_stage` for every stage of the table, in a scratch directory
-with the repository's params.yaml shrunk to smoke sizes (`SMOKE`). Each stage's kernel records the
+with the repository's params.yaml shrunk to smoke sizes (`SMOKE`, avelib.smoke). Each stage's kernel records the
 params keys it reads (AVELIB_READS_DIR): they must be exactly the keys its table entry lists, no
 more (a read the table misses would not rerun the stage when it changes) and none unread.
 """
@@ -18,26 +18,12 @@ import yaml
 from avelib import pipeline
 from avelib.io import read_json
 from avelib.notebook import READS_DIR_ENV, run_stage
-from test_faults import _merge
+from avelib.report.confirm import write_confirm_report
+from avelib.smoke import SMOKE, merge
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the module's stages share one scratch pipeline
 
-SMOKE = {
-    "synth": {"num_videos": 20, "image_size": 32, "fps": 4, "sample_rate": 8000, "workers": 1},
-    "decode": {"frames_per_second": 2, "image_size": 64, "sample_rate": 16000, "workers": 1},
-    "pretrain": {"pool": {"videos": 20, "seed": 1}, "towers": {"epochs": 1, "batch_size": 8, "eval_batch_size": 16, "pairs": "clip"}},
-    "finetune": {"epochs": 1, "batch_size": 8, "eval_batch_size": 16, "device": "cpu"},
-    "extract": {"batch_size": 32, "device": "cpu"},
-    "tower_runs": {"count": 2, "nproc": 1},
-    "localizer": {"hidden": 32, "heads": 2},
-    "train": {"phases": [{"windows": [10], "epochs": 2}, {"windows": [10, 5, 3, 2], "epochs": 3}], "threads": 1},
-    "evaluate": {"seeds": [0, 1], "postprocess_candidates": [0, 1]},
-    "distributed": {"localizer_nproc": 1, "extract_nproc": 1},
-    "ablations": {"encoder": {"frozen": {"features": "frozen"}, "finetuned": {"features": "finetuned"}}},
-    "weak": {"thresholds": [0.3, 0.5]},
-    "crossmodal": {"epochs": 2},
-}
 # weak and cross-modal on one seed (the supervised run keeps 2: a paired comparison of unequal seed counts)
 ONE_SEED = {"evaluate": {"seeds": [0]}}
 
@@ -47,8 +33,8 @@ def work(tmp_path_factory: pytest.TempPathFactory):
     """A scratch pipeline directory, the working directory of the module's stages."""
     work = tmp_path_factory.mktemp("pipeline")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for name, over in (("params.yaml", SMOKE), ("params_one_seed.yaml", _merge(SMOKE, ONE_SEED))):
-        (work / name).write_text(yaml.safe_dump(_merge(params, over), sort_keys=False))
+    for name, over in (("params.yaml", SMOKE), ("params_one_seed.yaml", merge(SMOKE, ONE_SEED))):
+        (work / name).write_text(yaml.safe_dump(merge(params, over), sort_keys=False))
     before, old_reads = Path.cwd(), os.environ.get(READS_DIR_ENV)
     os.chdir(work)
     os.environ[READS_DIR_ENV] = str(work / "reads")
@@ -62,8 +48,8 @@ def _run(name: str, work: Path, item: str | None = None, params: str = "params.y
     entry = pipeline.stage(name)
     html = run_stage(name, item, work / params, notebooks_dir=ROOT / "notebooks")
     assert html.is_file() and "<html" in html.read_text()[:2000].lower()
-    _check_reads(entry, item, work / "reads" / f"{entry.output_name(item)}.txt")
-    return json.loads((work / "reports" / "notebooks" / f"{entry.output_name(item)}.ipynb").read_text())
+    _check_reads(entry, item, work / "reads" / (f"{name}@{item}.txt" if item else f"{name}.txt"))
+    return json.loads((work / entry.reports_dir / "notebooks" / f"{entry.output_name(item)}.ipynb").read_text())
 
 
 def _check_reads(entry: pipeline.Stage, item: str | None, record: Path) -> None:
@@ -89,14 +75,9 @@ def test_pretrain_finetune_and_extract(work: Path):
     _run("finetune", work)
     assert (work / "models" / "finetune" / "best.pt").is_file()
     _run("extract", work)
-    _run("tower_runs", work)
-    for folder in ("", "tower_runs/run1/"):
-        for enc in ("finetuned", "frozen"):
-            assert {p.name for p in (work / "data" / "features" / f"{folder}{enc}").glob("*.h5")} == {
-                "audio.h5", "visual_mean.h5", "visual_single.h5"}
-    runs = read_json(work / "reports" / "tower_runs.json")
-    assert len(runs["runs"]) == 2 and runs["kept_minus_start"]["tower_runs"] == 2
-    assert [p["kept_epoch"] >= 0 for p in runs["pretraining"]] == [True, True]  # each run's own pretraining
+    for enc in ("finetuned", "frozen"):
+        assert {p.name for p in (work / "data" / "features" / enc).glob("*.h5")} == {
+            "audio.h5", "visual_mean.h5", "visual_single.h5"}
 
 
 def test_train_and_evaluate(work: Path):
@@ -118,7 +99,7 @@ def test_ablate_and_ablation_table(work: Path):
     variants = read_json(work / "reports" / "ablations.json")["variants"]
     assert [(v["axis"], v["name"]) for v in variants] == [("encoder", "frozen"), ("encoder", "finetuned")]
     assert all(len(v["test_accuracy"]["per_seed"]) == 2 for v in variants)
-    assert variants[0]["vs_reference"]["tower_runs"] == 2 and len(variants[0]["vs_reference"]["per_tower_run"]) == 2
+    assert variants[0]["vs_reference"]["verdict"] == "one tower run: not resolvable"  # the tower-run study resolves it
 
 
 def test_weak_and_crossmodal(work: Path):
@@ -128,15 +109,41 @@ def test_weak_and_crossmodal(work: Path):
         (m, e) for m in ("aveclip", "avel", "mlp") for e in ("finetuned", "frozen")}
     assert all(len(r["test_accuracy"]["per_seed"]) == 1 for r in weak["runs"])
     assert weak["comparisons"][0]["a"] == "AVE-CLIP, supervised (fine-tuned towers)"
-    assert not (work / "models" / "weak.partial").exists() and len(list((work / "models" / "weak").rglob("seed*.json"))) == 12
-    assert [c["tower_runs"] for c in weak["comparisons"] if "tower_runs" in c] == [2, 2, 2]  # per model, across 2 runs
+    assert not (work / "models" / "weak.partial").exists() and len(list((work / "models" / "weak").rglob("seed*.json"))) == 6
+    assert [c["tower_runs"] for c in weak["comparisons"] if "tower_runs" in c] == [1, 1, 1]  # run 0 only
     _run("crossmodal", work, params="params_one_seed.yaml")
     cm = read_json(work / "reports" / "crossmodal.json")
     assert set(cm["encoders"]) == {"finetuned", "frozen"}
     for res in cm["encoders"].values():
         assert res["zero_shot"] is not None and len(res["learned"]["a2v"]["correct"]) == 1
         assert 0 < res["chance"]["accuracy"] < 1
+    assert cm["tower_runs"] == 1 and all(c["tower_runs"] == 1 for c in cm["comparisons"] if "tower_runs" in c)
+
+
+def test_the_tower_run_study(work: Path):
+    """confirm/dvc.yaml's stages on the quick stages' outputs: the grid, a second tower run, the comparisons."""
+    _run("recipe_grid", work)
+    grid = read_json(work / "reports" / "confirm" / "recipe_grid.json")["grid"]
+    assert len(grid) == 4 and sum(r["chosen"] for r in grid) == 1 and sum(r["configured"] for r in grid) == 1
+    _run("tower_runs", work)
+    for enc in ("finetuned", "frozen"):
+        assert {p.name for p in (work / "data" / "features" / "tower_runs" / "run1" / enc).glob("*.h5")} == {
+            "audio.h5", "visual_mean.h5", "visual_single.h5"}
+    runs = read_json(work / "reports" / "confirm" / "tower_runs.json")
+    assert len(runs["runs"]) == 2 and runs["kept_minus_start"]["tower_runs"] == 2
+    assert [p["kept_epoch"] >= 0 for p in runs["pretraining"]] == [True, True]  # each run's own pretraining
+    _run("tower_encoder", work)
+    frozen = read_json(work / "reports" / "confirm" / "ablation_encoder.json")["variants"][0]
+    assert frozen["vs_reference"]["tower_runs"] == 2 and len(frozen["across_tower_runs"]) == 2
+    _run("tower_weak", work, params="params_one_seed.yaml")
+    weak = read_json(work / "reports" / "confirm" / "weak.json")
+    assert len(list((work / "models" / "tower_weak").rglob("seed*.json"))) == 12
+    assert [c["tower_runs"] for c in weak["comparisons"] if "tower_runs" in c] == [2, 2, 2]  # per model, across 2 runs
+    _run("tower_crossmodal", work, params="params_one_seed.yaml")
+    cm = read_json(work / "reports" / "confirm" / "crossmodal.json")
     assert cm["tower_runs"] == 2 and all(c["tower_runs"] == 2 for c in cm["comparisons"] if "tower_runs" in c)
+    write_confirm_report("reports", "reports/confirm/index.html")
+    assert "weak" in read_json(work / "reports" / "confirm" / "headline.json")
 
 
 def test_the_reads_record_catches_an_unlisted_key(tmp_path):

@@ -65,9 +65,18 @@ def test_direction_and_run_scores():
         stats.per_video_accuracy([1, 2])
 
 
-def test_one_video_gives_p_one():
-    out = stats.paired_difference(np.array([[1.0], [1.0]]), np.array([[0.0]]))
-    assert out["p_value"] == 1.0 and out["difference"] == 1.0
+def test_p_and_interval_come_from_one_resampling():
+    """A permutation p over videos beside a bootstrap CI over videos and seeds told different stories (p 0.002
+    with a CI holding zero); now p < 1 - confidence exactly when the interval excludes zero, up to the +1."""
+    rng = np.random.default_rng(3)
+    agree = 0
+    for shift in np.linspace(0.0, 0.06, 13):
+        a = rng.uniform(0, 1, (5, 60)) + shift + rng.normal(0, 0.03, (5, 1))  # seed effects widen the CI
+        out = stats.paired_difference(a, rng.uniform(0, 1, (5, 60)), resamples=2000)
+        agree += (out["p_value"] < 0.05) == (out["verdict"] != "not resolved")
+    assert agree == 13
+    same = stats.paired_difference(np.ones((2, 3)), np.ones((2, 3)))
+    assert same["p_value"] == 1.0
 
 
 def test_tower_runs_that_disagree_widen_the_interval_and_one_run_is_never_resolved():

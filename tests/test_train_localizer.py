@@ -294,5 +294,5 @@ def test_ablation_jobs_are_numbered_alike_in_every_process(monkeypatch, tmp_path
     for order in (variants, dict(sorted(variants.items()))):
         calls.append([])
         ablations.run_axis("attention", order, base, tmp_path, np.zeros((1, 10)), {}, "toy", main_run={},
-                           out_dir=tmp_path, shard=Shard(0, 2), progress=False)
+                           out_dir=tmp_path, owns_next=Shard(0, 2).take, progress=False)
     assert calls[0] == calls[1] == ["feature", "temporal"]

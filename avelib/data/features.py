@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 import h5py
 import numpy as np
 
 from avelib.data.ave import NUM_CLASSES, NUM_SEGMENTS
 from avelib.io import atomic_path
+from avelib.params import value
 
 KEY = "avadataset"  # h5 dataset key of every AVE feature/label file
 ORDER_KEY = "order"  # h5 dataset key of the classic *_order.h5 split files
@@ -31,12 +32,22 @@ class FeatureFileError(ValueError):
     """A feature file that is missing, lacks the expected key or has the wrong shape."""
 
 
-def tower_feature_dirs(features_root: str | Path, encoder: str) -> list[Path]:
-    """The `encoder` folder of every tower run: run 0's `<features_root>/<encoder>`, then runs 1, 2, ... (none
-    for features no tower trained, such as the release's)."""
+def tower_feature_dirs(features_root: str | Path, encoder: str, count: int = 1) -> list[Path]:
+    """The `encoder` folder of tower runs 0 .. count - 1: run 0's `<features_root>/<encoder>`, then run k's
+    `<features_root>/tower_runs/run<k>/<encoder>` (the tower_runs stage of the tower-run study). The count comes
+    from params (`tower_run_count`), never from what happens to be on disk, so a stage reads what DVC tracks."""
     root = Path(features_root)
-    extra = sorted((root / TOWER_RUNS_DIR).glob(f"run*/{encoder}"), key=lambda p: int(p.parent.name.removeprefix("run")))
-    return [root / encoder, *extra]
+    folders = [root / encoder] + [root / TOWER_RUNS_DIR / f"run{k}" / encoder for k in range(1, count)]
+    missing = [str(f) for f in folders[1:] if not f.is_dir()]
+    if missing:
+        raise FeatureFileError(f"tower run features missing: {', '.join(missing)}; run `make confirm` (tower_runs stage)")
+    return folders
+
+
+def tower_run_count(params: Mapping[str, Any]) -> int:
+    """`tower_runs.count` in the tower-run study's stages; 1 in the quick study's, which get no `tower_runs`
+    section at all (their table entries list none of its keys) and read run 0 only."""
+    return value(params, "tower_runs.count", int) if "tower_runs" in params else 1
 
 
 def write_features(path: str | Path, array: np.ndarray) -> None:

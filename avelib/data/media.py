@@ -1,20 +1,23 @@
 """Decode one video file (PyAV) into per-second frames and mono audio.
 
 Second t holds K frames sampled at times t + (k + 0.5) / K (uniform in the second; the frame
-on screen at that time), each resized so its shorter side is S (bicubic) and center-cropped
-to S x S, and the audio of [t, t+1) resampled to mono float32 at R Hz. Only the sampled frames
-are converted to RGB: converting every decoded frame would dominate the cost on 25-60 fps video.
+on screen at that time), each converted to RGB at full resolution and then resized and
+center-cropped to S x S exactly as CLIP's image transform does (`resize_crop`), and the audio of
+[t, t+1) resampled to mono float32 at R Hz. Only the sampled frames are converted to RGB:
+converting every decoded frame would dominate the cost on 25-60 fps video.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import av
 import numpy as np
+import torch
 
 TRUNCATION_TOLERANCE_S = 0.5  # decoded end may fall this short of the declared duration
 
@@ -38,14 +41,50 @@ def _targets(k: int) -> Iterator[float]:
         j += 1
 
 
+_IN_FORKED_CHILD = False  # set after fork(): see _single_thread_if_forked
+
+
+def _mark_forked_child() -> None:
+    global _IN_FORKED_CHILD
+    _IN_FORKED_CHILD = True
+
+
+os.register_at_fork(after_in_child=_mark_forked_child)
+
+
+def _single_thread_if_forked() -> None:
+    """One torch thread in a forked decode worker: an OpenMP region there hangs when the parent had
+    started OpenMP threads (they do not survive fork), and raising the count again hangs as well."""
+    if _IN_FORKED_CHILD and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+def resize_crop(image: np.ndarray | torch.Tensor, size: int) -> np.ndarray:
+    """CLIP's resize and crop of one RGB uint8 image [H,W,3] -> uint8 [S,S,3]: torchvision's
+    Resize(size, BICUBIC) (shorter side -> size, longer side truncated; antialiased like PIL) and
+    CenterCrop(size). The one implementation of this rule: decoding and `preprocess_image` use it."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf  # lazy: importing torchvision takes seconds
+
+    x = torch.as_tensor(image)
+    if x.dtype != torch.uint8 or x.dim() != 3 or x.shape[-1] != 3:
+        raise ValueError(f"resize_crop: expected uint8 [H, W, 3], got {x.dtype} {tuple(x.shape)}")
+    _single_thread_if_forked()
+    chw = x.permute(2, 0, 1)  # [3,H,W], channels-last in memory: torchvision's fast uint8 path
+    chw = tvf.resize(chw, [size], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    chw = tvf.center_crop(chw, [size, size])  # [3,S,S]
+    return np.ascontiguousarray(chw.permute(1, 2, 0).numpy())
+
+
+def frame_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as full-resolution RGB uint8 [H,W,3]; bicubic chroma upsampling, as decoding
+    has always converted (a square S x S source gives the same bytes as before)."""
+    return frame.to_ndarray(format="rgb24", interpolation="BICUBIC")
+
+
 def _resize_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
-    """Shorter side -> size (bicubic), then center crop: uint8 [S,S,3]."""
-    w, h = frame.width, frame.height
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    rgb = frame.reformat(width=nw, height=nh, format="rgb24", interpolation="BICUBIC").to_ndarray()  # [nh,nw,3]
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return np.ascontiguousarray(rgb[top : top + size, left : left + size])
+    """One sampled frame as tower-ready uint8 [S,S,3]."""
+    return resize_crop(frame_rgb(frame), size)
 
 
 def _check_file(path: Path) -> None:

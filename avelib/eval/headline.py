@@ -53,9 +53,12 @@ def _main(reports: Path) -> dict[str, Row]:
     return rows
 
 
-def _ablations(reports: Path) -> dict[str, dict[str, Row]]:
+ABLATION_FILES = ("ablations.json", "ablation_encoder.json")  # the quick study's table; the tower study's encoder axis
+
+
+def _ablations(path: Path) -> dict[str, dict[str, Row]]:
     axes: dict[str, dict[str, Row]] = {}
-    for v in read_json(reports / "ablations.json")["variants"]:  # vs_reference: this variant - full model
+    for v in read_json(path)["variants"]:  # vs_reference: this variant - full model
         versus = {f"minus_full_{k}": x for k, x in _versus(v.get("vs_reference"), v["name"], "full model").items()}
         axes.setdefault(v["axis"], {})[v["name"]] = {**_accuracy(v), **versus}
     return axes
@@ -82,13 +85,15 @@ def _comparisons(summary: Mapping[str, Any]) -> dict[str, Row]:
 
 
 def headline(reports: str | Path) -> dict[str, Any]:
-    """The headline numbers of the result files present under `reports` (a missing file leaves its part out)."""
+    """The headline numbers of the result files present under `reports` (a missing file leaves its part out):
+    the quick study's `reports/` or the tower-run study's `reports/confirm/`."""
     reports = Path(reports)
     out: dict[str, Any] = {}
     if (reports / "metrics.json").is_file() and (reports / "baselines.json").is_file():
         out["main"] = _main(reports)
-    if (reports / "ablations.json").is_file():
-        out["ablations"] = _ablations(reports)
+    for name in ABLATION_FILES:
+        if (reports / name).is_file():
+            out["ablations"] = _ablations(reports / name)
     comparisons = {}
     for task, rows in (("weak", _weak), ("crossmodal", _crossmodal)):
         if (reports / f"{task}.json").is_file():

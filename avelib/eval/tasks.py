@@ -77,7 +77,8 @@ def weak_summary(runs: Mapping[tuple[str, str], Mapping[str, Any]], supervised: 
                  dataset: str, protocol: str,
                  tower_runs: Mapping[tuple[str, str], list[Mapping[str, Any]]] | None = None) -> dict[str, Any]:
     """`reports/weak.json` from the runs keyed (model, encoder) (avelib.train.weak.train_weak_seeds) of tower run 0;
-    `tower_runs`: those of runs 1.., which only the comparisons between tower sets read."""
+    `tower_runs`: those of runs 1.., read by the comparisons between tower sets and `across_tower_runs` (each
+    run's test accuracy, run 0 first: the spread another machine's run 0 is held to, avelib.eval.compare)."""
     rows = [{"label": weak_label(m, e), "model": m, "encoder": e, "dataset": dataset,
              **{k: run[k] for k in ("test_accuracy", "test_accuracy_ci", "test_accuracy_fixed", "test_accuracy_fixed_ci",
                                     "test_accuracy_argmax", "test_accuracy_argmax_ci",
@@ -85,7 +86,9 @@ def weak_summary(runs: Mapping[tuple[str, str], Mapping[str, Any]], supervised: 
                                     "seeds", "test_correct_seconds")}}
             for (m, e), run in runs.items()]
     example = next((run["example"] for (m, e), run in runs.items() if m == "aveclip"), None)
-    return {"dataset": dataset, "protocol": protocol, "runs": rows,
+    across = {f"{m}_{e}": [r["test_accuracy"]["mean"] for r in [run, *more]]
+              for (m, e), run in runs.items() if (more := (tower_runs or {}).get((m, e)))}
+    return {"dataset": dataset, "protocol": protocol, "runs": rows, "across_tower_runs": across,
             "supervised": ({"test_accuracy": supervised["test_accuracy"], "test_accuracy_ci": supervised["test_accuracy_ci"]}
                            if supervised is not None else None),
             "comparisons": weak_comparisons(runs, supervised, tower_runs), "example": example,
@@ -127,7 +130,20 @@ def crossmodal_summary(by_encoder: Mapping[str, Mapping[str, Any]], dataset: str
     those of runs 1.., which only the comparisons across tower runs read."""
     return {"dataset": dataset, "seeds": seeds, "encoders": dict(by_encoder),
             "comparisons": crossmodal_comparisons(by_encoder, tower_runs),
-            "tower_runs": _tower_run_count(tower_runs)}
+            "across_tower_runs": _crossmodal_across(by_encoder, tower_runs), "tower_runs": _tower_run_count(tower_runs)}
+
+
+def _crossmodal_across(by_encoder: Mapping[str, Mapping[str, Any]],
+                       tower_runs: Mapping[str, list[Mapping[str, Any]]] | None) -> dict[str, dict[str, list[float]]]:
+    """Each method's accuracy per direction on every tower run, run 0 first: {encoder: {method_dir: [...]}}."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for enc, res in by_encoder.items():
+        every = [res, *(tower_runs or {}).get(enc, [])]
+        if len(every) < 2 or not res["videos"]:
+            continue
+        out[enc] = {f"{method}_{d}": [r[method][d]["accuracy"]["mean"] for r in every]
+                    for method in ("zero_shot", "learned") if res[method] is not None for d in DIRECTIONS}
+    return out
 
 
 def pct_text(stat: Mapping[str, Any] | None) -> str:

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avelib.data.media import resize_crop
 from avelib.io import atomic_path
 from avelib.models.clip_resnet import ImageTowerConfig, ModifiedResNet
 from avelib.models.esresnext import AudioTowerConfig, ESResNeXtFBSP
@@ -378,23 +379,9 @@ def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def preprocess_image(image: np.ndarray | torch.Tensor, size: int = 224) -> torch.Tensor:
-    """CLIP preprocessing of one RGB uint8 image [H, W, 3]: shorter side -> size (bicubic, PIL),
-    center crop size x size, to [0, 1], CLIP mean/std -> float32 [3, size, size]."""
-    from PIL import Image
-
-    arr = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"preprocess_image: expected uint8 [H, W, 3], got {arr.dtype} {arr.shape}")
-    h, w = arr.shape[:2]
-    # torchvision's Resize(int) rule: shorter side = size, longer side truncated proportionally
-    if h <= w:
-        new_h, new_w = size, int(size * w / h)
-    else:
-        new_h, new_w = int(size * h / w), size
-    img = Image.fromarray(arr).resize((new_w, new_h), Image.BICUBIC)
-    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
-    img = img.crop((left, top, left + size, top + size))
-    return normalize_frames(torch.from_numpy(np.asarray(img).copy()))  # [3,S,S]
+    """CLIP preprocessing of one RGB uint8 image [H, W, 3]: the decode path's resize and center crop
+    (avelib.data.media.resize_crop), then CLIP mean/std -> float32 [3, size, size]."""
+    return normalize_frames(torch.from_numpy(resize_crop(image, size)))  # [3,S,S]
 
 
 def normalize_frames(frames: np.ndarray | torch.Tensor) -> torch.Tensor:

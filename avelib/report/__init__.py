@@ -1,7 +1,10 @@
-"""The report: reports/index.html from the stages' result files, rendered with Jinja2 templates.
+"""The report pages, rendered with Jinja2 templates from the stages' result files: reports/index.html (the quick
+study) and reports/confirm/index.html (the tower-run study).
 
-`blocks` (what a page is made of), `sections` (the blocks of each section, from the result files),
-`environment` (machine and data provenance), `index` (the page); the HTML is in `templates/`.
+`blocks` (what a page is made of), `sections`, `tasks`, `published`, `summary` and `differences` (the blocks of
+the index page, from the result files), `towers` (those of the tower-run study), `environment` (machine and data
+provenance), `index` and `confirm` (the two pages); the HTML is in `templates/`. The package imports nothing of
+`confirm` and `towers`, so the quick study's report stage does not depend on the tower-run study's code.
 """
 
 from avelib.eval.loaders import ReportInputError

@@ -7,7 +7,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import yaml
 
@@ -55,8 +55,8 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def data_hashes(lock_path: Path) -> list[tuple[str, str, str, str]]:
-    """(stage, path, md5, size) of every stage output in dvc.lock."""
+def _lock_stages(lock_path: Path) -> dict[str, Any]:
+    """The `stages` mapping of a DVC 3 lock file."""
     try:
         lock = yaml.safe_load(lock_path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -64,8 +64,35 @@ def data_hashes(lock_path: Path) -> list[tuple[str, str, str, str]]:
     stages = lock.get("stages") if isinstance(lock, dict) else None
     if not isinstance(stages, dict):
         raise ReportInputError(f"{lock_path}: expected a 'stages' mapping (DVC 3 lock file)")
+    return stages
+
+
+def _declared(lock_path: Path) -> set[str] | None:
+    """The stage names of the dvc.yaml beside the lock file (None without one)."""
+    dvc_yaml = lock_path.with_name("dvc.yaml")
+    if not dvc_yaml.is_file():
+        return None
+    try:
+        stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages") or {}
+    except yaml.YAMLError as e:
+        raise ReportInputError(f"{dvc_yaml}: not valid YAML: {e}") from e
+    return set(stages)
+
+
+def stale_stages(lock_path: Path) -> list[str]:
+    """Stages dvc.lock still holds that its dvc.yaml no longer has (DVC keeps them until they are removed)."""
+    declared = _declared(lock_path)
+    return [] if declared is None else [s for s in _lock_stages(lock_path) if s.split("@")[0] not in declared]
+
+
+def data_hashes(lock_path: Path) -> list[tuple[str, str, str, str]]:
+    """(stage, path, md5, size) of every output in dvc.lock of the stages its dvc.yaml has (`ablate@encoder`: a
+    foreach item of `ablate`); every stage of the lock when no dvc.yaml is beside it."""
+    stale = set(stale_stages(lock_path))
     rows = []
-    for stage, body in stages.items():
+    for stage, body in _lock_stages(lock_path).items():
+        if stage in stale:
+            continue
         for out in (body or {}).get("outs", []) or []:
             if not isinstance(out, dict) or "path" not in out:
                 raise ReportInputError(f"{lock_path}: stage '{stage}' has an out without 'path': {out!r}")
@@ -73,6 +100,12 @@ def data_hashes(lock_path: Path) -> list[tuple[str, str, str, str]]:
             extra = f"{size} B" + (f", {out['nfiles']} files" if "nfiles" in out else "") if size is not None else ""
             rows.append((str(stage), str(out["path"]), str(out.get("md5", out.get("hash", "—"))), extra))
     return rows
+
+
+def notebook_names(lock_path: Path) -> list[str]:
+    """The executed notebooks' pages (outs `.../html/<name>.html`) of the lock's current stages, by name."""
+    return [Path(path).stem for _, path, _, _ in data_hashes(lock_path)
+            if Path(path).suffix == ".html" and Path(path).parent.name == "html"]
 
 
 def timings_summary(folder: Path) -> dict[str, object]:

@@ -1,30 +1,24 @@
 """The index sections of the weak and cross-modality tasks (reports/weak.json, reports/crossmodal.json):
-our runs with CIs beside the published entries, the paired comparisons and one figure each."""
+our runs with CIs, the paired comparisons and one figure each (the published numbers are in their own table)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from avelib.eval.loaders import ReportInputError, read_mapping
-from avelib.eval.tables import PUBLISHED_CROSSMODAL, PUBLISHED_WEAK
-from avelib.eval.tasks import (COMPARISON_HEADER, CROSSMODAL_HEADER, WEAK_HEADER, comparison_cells, crossmodal_rows,
-                               weak_rows)
+from avelib.eval.tasks import CROSSMODAL_HEADER, WEAK_HEADER, crossmodal_rows, weak_rows
 from avelib.report import blocks as B
 from avelib.report.blocks import Block
+from avelib.report.differences import CROSSMODAL, SIGN, VIDEOS_SEEDS, WEAK, difference_table, task_differences
 from avelib.viz.report import figure_to_data_uri
 from avelib.viz.tasks import similarity_map, weak_score_curves
 
 WEAK_CAPTION = ("Weakly supervised: training reads video-level labels only. Segment accuracy on the test split, "
-                "mean ± std over seeds, 95 % CI by a crossed bootstrap over test videos and seeds.")
+                "mean ± std over seeds.")
 CROSSMODAL_CAPTION = ("Cross-modality localization (AVEL's protocol): the event seconds of one modality slide over "
                       "the other's 10 seconds; correct only when the predicted start is exact. Test videos with an "
-                      "event of 1-9 s; mean ± std over seeds (zero-shot: one deterministic run), 95 % CI.")
-
-
-def comparison_table(comparisons: Sequence[Mapping[str, Any]]) -> Block:
-    """a − b in points with CI, p and the verdict ("a" / "b" named, or not resolved)."""
-    return B.table(COMPARISON_HEADER, [comparison_cells(c) for c in comparisons])
+                      "event of 1-9 s; mean ± std over seeds (zero-shot: one deterministic run).")
 
 
 def _load(path: Path, keys: Sequence[str]) -> dict[str, Any] | None:
@@ -39,20 +33,16 @@ def _load(path: Path, keys: Sequence[str]) -> dict[str, Any] | None:
 
 
 def weak(reports: Path) -> list[Block]:
-    """The weak runs (threshold chosen on validation, fixed at 0.5, and AVEL's argmax rule), published entries,
-    comparisons, curves."""
+    """The weak runs (threshold chosen on validation, fixed at 0.5, and AVEL's argmax rule), comparisons, curves."""
     path = reports / "weak.json"
     data = _load(path, ("runs", "comparisons", "dataset"))
     if data is None:
         return [B.missing(path)]
-    ours: list[list[B.Cell]] = [[B.cell(r[0], bold=r[0].startswith("AVE-CLIP, weak")), *r[1:]] for r in weak_rows(data)]
-    published: list[list[B.Cell]] = [
-        [B.cell(f"{p['method']}, published ({p['venue']})", note=f"[{p['features']}; {p['dataset']}] {p['note']}"),
-         "—" if p["accuracy"] is None else f"{p['accuracy']:.1f}", *["—"] * (len(WEAK_HEADER) - 2)] for p in PUBLISHED_WEAK]
-    caption = WEAK_CAPTION + f" Our runs: {data['dataset']}."
-    out = [B.text(caption, "cap"), B.text(str(data.get("protocol", ""))),
-           B.table(WEAK_HEADER, ours + published, id="weak-table"),
-           B.heading("Paired comparisons", "weak-comparisons"), comparison_table(data["comparisons"])]
+    ours = [[B.cell(r[0], bold=r[0].startswith("AVE-CLIP, weak")), *r[1:]] for r in weak_rows(data)]
+    out = [B.text(f"{WEAK_CAPTION} Our runs: {data['dataset']}.", "cap"), B.text(str(data.get("protocol", ""))),
+           B.table(B.ci_says(WEAK_HEADER, VIDEOS_SEEDS), ours, id="weak-table"),
+           B.heading("Paired comparisons", "weak-comparisons"), B.text(SIGN, "cap"),
+           difference_table(task_differences(reports, "weak.json", WEAK))]
     ex = data.get("example")
     if ex:
         fig = weak_score_curves(ex["probability"], ex["labels"], ex["threshold"])
@@ -61,18 +51,15 @@ def weak(reports: Path) -> list[Block]:
 
 
 def crossmodal(reports: Path) -> list[Block]:
-    """A2V / V2A per encoder and method, exact chance, published entries, comparisons, one similarity map."""
+    """A2V / V2A per encoder and method, exact chance, comparisons, one similarity map."""
     path = reports / "crossmodal.json"
     data = _load(path, ("encoders", "comparisons", "dataset"))
     if data is None:
         return [B.missing(path)]
-    rows: list[list[B.Cell]] = [*crossmodal_rows(data)]
-    for p in PUBLISHED_CROSSMODAL:
-        rows.append([B.cell(f"{p['method']}, published ({p['venue']})", note=f"[{p['features']}; {p['dataset']}] {p['note']}"),
-                     "—" if p["a2v"] is None else f"{p['a2v']:.1f}", "—", "—" if p["v2a"] is None else f"{p['v2a']:.1f}", "—"])
-    out = [B.text(CROSSMODAL_CAPTION + f" Dataset: {data['dataset']}.", "cap"),
-           B.table(CROSSMODAL_HEADER, rows, id="crossmodal-table"),
-           B.heading("Paired comparisons", "crossmodal-comparisons"), comparison_table(data["comparisons"])]
+    out = [B.text(f"{CROSSMODAL_CAPTION} Dataset: {data['dataset']}.", "cap"),
+           B.table(B.ci_says(CROSSMODAL_HEADER, VIDEOS_SEEDS), crossmodal_rows(data), id="crossmodal-table"),
+           B.heading("Paired comparisons", "crossmodal-comparisons"), B.text(SIGN, "cap"),
+           difference_table(task_differences(reports, "crossmodal.json", CROSSMODAL))]
     ex = next((r["example"] for r in data["encoders"].values() if r.get("example")), None)
     if ex:
         fig = similarity_map(ex["similarity"], ex["start"], ex["length"], ex["predicted_start"])

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from avelib.data.cache import DataConfig, dataset_label
+from avelib.data.features import tower_run_count
 from avelib.data.release import load_labels, main_encoder
-from avelib.distributed import Shard, processes, share
+from avelib.distributed import Shard, launch, ownership, share
 from avelib.io import read_json, resumable_dir
 from avelib.models.localizer import LocalizerConfig
 from avelib.params import resolved, section, value
@@ -38,13 +39,13 @@ def stage_record(stage: str, params: Mapping[str, Any], **inputs: Any) -> dict[s
 
 def train_jobs(params: Mapping[str, Any], features_dir: str, work: Path, shard: Shard | None = None,
                progress: bool = True) -> dict[str, Any]:
-    """The train stage's runs in `work` (with a shard: only that rank's seeds, trained, not evaluated)."""
+    """The train stage's runs in `work` (with a shard: only that process's seeds, trained, not evaluated)."""
     data = section(params, "data", DataConfig)
     dataset = load_labels(data)
     loc, train, evaluate = localizer_configs(params)
     return train_seeds(features_dir, dataset.labels, dataset.splits, "aveclip", loc, train, evaluate, out_dir=work,
-                          dataset=dataset_label(data), encoder=Path(features_dir).name, progress=progress, shard=shard,
-                          peer_protocol=True)
+                          dataset=dataset_label(data), encoder=Path(features_dir).name, progress=progress,
+                          owns_next=ownership(shard), peer_protocol=True)
 
 
 def evaluate_jobs(params: Mapping[str, Any], features_dir: str, names: list[str], work: Path,
@@ -55,8 +56,8 @@ def evaluate_jobs(params: Mapping[str, Any], features_dir: str, names: list[str]
     train, evaluate = section(params, "train", TrainConfig), section(params, "evaluate", EvalConfig)
     return train_variants(features_dir, dataset.labels, dataset.splits, None, train, evaluate, out_dir=work,
                              dataset=dataset_label(data), names=tuple(names), encoder=Path(features_dir).name,
-                             progress=progress, shard=shard, baselines=section(params, "baselines", BaselinesConfig),
-                             peer_protocol=True)
+                             progress=progress, owns_next=ownership(shard),
+                             baselines=section(params, "baselines", BaselinesConfig), peer_protocol=True)
 
 
 def ablation_jobs(params: Mapping[str, Any], axis: str, features_root: str, main_metrics: str, work: Path,
@@ -67,8 +68,8 @@ def ablation_jobs(params: Mapping[str, Any], axis: str, features_root: str, main
     base = dict(zip(("localizer", "train", "evaluate"), map(resolved, localizer_configs(params))))
     return run_axis(axis, value(params, f"ablations.{axis}"), base, features_root, dataset.labels, dataset.splits,
                     dataset_label(data), main_run=read_json(main_metrics), main_dir=Path(main_metrics).parent,
-                    out_dir=work, progress=progress, shard=shard, main_features=main_encoder(data),
-                    peer_protocol=axis in PEER_AXES)
+                    out_dir=work, progress=progress, owns_next=ownership(shard), main_features=main_encoder(data),
+                    peer_protocol=axis in PEER_AXES, tower_runs=tower_run_count(params))
 
 
 JOBS = {"train": train_jobs, "evaluate": evaluate_jobs, "ablate": ablation_jobs}
@@ -77,7 +78,7 @@ JOBS = {"train": train_jobs, "evaluate": evaluate_jobs, "ablate": ablation_jobs}
 def _run(stage: str, params: Mapping[str, Any], out_dir: str | Path, progress: bool, **arguments: Any) -> dict[str, Any]:
     """Build `out_dir` resumably: the ranks train first (if any), then this process evaluates every run."""
     with resumable_dir(out_dir, stage_record(stage, params, **arguments)) as (work, _):
-        share(processes(params, "localizer"), stage, {"params": dict(params), **arguments, "progress": False}, work,
+        share(launch(params, "localizer"), stage, {"params": dict(params), **arguments, "progress": False}, work,
               JOBS[stage])
         return JOBS[stage](params, **arguments, work=work, progress=progress)
 

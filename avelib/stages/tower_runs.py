@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from avelib.distributed import Shard, share
+from avelib.distributed import Launch, Shard, share, torchrun_args
 from avelib.eval.results import pretraining_summary, stage_a_across_runs
 from avelib.io import read_json
 from avelib.params import resolved, section, value
@@ -33,7 +33,8 @@ class TowerRunsConfig:
     count: int = 10
     """Tower runs in all, run 0 (the pretrain, finetune and extract stages') included; 1 = no more."""
     nproc: int = 2
-    """Processes sharing runs 1.. (the stage's and workers, avelib.distributed.share), each on 1 thread."""
+    """Processes sharing runs 1.. (the stage's and workers, or with a multi-node `distributed.torchrun_args`
+    torchrun's on each node; avelib.distributed.share), each on 1 thread."""
 
 
 def run_name(k: int) -> str:
@@ -95,8 +96,9 @@ def run_tower_runs(params: Mapping[str, Any], finetune_summary: str | Path, fine
     work = Path(models_dir)
     for folder in (work, Path(features_dir)):  # DVC outputs, present with one run too
         folder.mkdir(parents=True, exist_ok=True)
-    if cfg.nproc > 1:  # this process takes rank 0's runs
-        share(cfg.nproc, "tower_runs", {"params": dict(params), **arguments, "progress": False}, work, tower_run_jobs)
+    ranks = Launch(cfg.nproc, torchrun_args(params))
+    if ranks.more_processes:  # this process takes rank 0's runs, or torchrun's ranks all of them
+        share(ranks, "tower_runs", {"params": dict(params), **arguments, "progress": False}, work, tower_run_jobs)
     else:
         tower_run_jobs(params, **arguments, work=work, progress=progress)
     histories = [read_json(finetune_history)] + [read_json(work / run_name(k) / "finetune" / HISTORY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -10,12 +11,12 @@ from torch import nn
 
 from avelib.data.ave import load_dataset
 from avelib.data.cache import SegmentCache
-from avelib.distributed import Shard, launch, processes, share, spread
+from avelib.distributed import Launch, Shard, launch, node_processes, ownership, share, spread
 from avelib.models.audioclip import AudioCLIPParams, build_audioclip, build_from_params
 from avelib.params import ParamsError, resolved, section, value
 from avelib.train.contrastive import FinetuneConfig, FinetuneResult, finetune, finished_result
 from avelib.train.extract import ExtractConfig, ExtractResult, encode_chunks, extract_features
-from avelib.train.recipe_grid import NO_GRID, FinetuneGrid, recipes, run_grid
+from avelib.train.recipe_grid import NO_GRID, FinetuneGrid, kept_recipe_line, mark_configured, recipes, run_grid
 from avelib.train.seeding import seed_everything
 
 
@@ -50,9 +51,10 @@ def finetune_jobs(params: Mapping[str, Any], cache_dir: str, dataset_root: str, 
     """A torchrun rank's part of stage A: its share of every batch, on its share of the intra-op threads;
     rank 0 writes the run into `work` (the stage's out_dir)."""
     shard = shard or Shard()
-    torch.set_num_threads(max(1, torch.get_num_threads() // shard.world))
+    torch.set_num_threads(max(1, torch.get_num_threads() // node_processes(shard)))
     cfg, dataset, cache, model = _finetune_inputs(params, cache_dir, dataset_root)
-    finetune(model, cache, dataset.labels, dataset.splits, cfg, work, progress=progress, shard=shard)
+    finetune(model, cache, dataset.labels, dataset.splits, cfg, work, progress=progress, rank=shard.rank,
+             world=shard.world)
 
 
 def run_finetune(params: Mapping[str, Any], cache_dir: str | Path, dataset_root: str | Path,
@@ -70,7 +72,10 @@ def run_finetune(params: Mapping[str, Any], cache_dir: str | Path, dataset_root:
         _, dataset, cache, model = _finetune_inputs(params, cache_dir, dataset_root)
         if len(configs) == 1:
             return finetune(model, cache, dataset.labels, dataset.splits, configs[0], out_dir, progress=progress)
-        return run_grid(lambda: initial_model(params), cache, dataset.labels, dataset.splits, configs, out_dir, progress)
+        result = run_grid(lambda: initial_model(params), cache, dataset.labels, dataset.splits, configs, out_dir, progress)
+        result = replace(result, grid=mark_configured(result.grid, section(params, "finetune", FinetuneConfig)))
+        print(kept_recipe_line(result.grid), flush=True)
+        return result
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     spread(ranks, "finetune", {"params": dict(params), "cache_dir": str(cache_dir),
                                                      "dataset_root": str(dataset_root), "progress": False}, Path(out_dir))
@@ -91,10 +96,10 @@ def extract_jobs(params: Mapping[str, Any], cache_dir: str, checkpoint: str | No
     """One process's share of the extract stage (avelib.distributed.share): its chunks of seconds, encoded into `work`, on its
     share of this machine's intra-op threads."""
     shard = shard or Shard()
-    torch.set_num_threads(max(1, torch.get_num_threads() // shard.world))
+    torch.set_num_threads(max(1, torch.get_num_threads() // node_processes(shard)))
     model, _ = _extract_towers(params, checkpoint)
     return encode_chunks(model, SegmentCache.open(cache_dir), section(params, "extract", ExtractConfig), work,
-                         shard, progress)
+                         ownership(shard), progress)
 
 
 JOBS = {"finetune": finetune_jobs, "extract": extract_jobs}
@@ -107,15 +112,16 @@ def run_extract(
     """Stage B from `audioclip`, `finetune`, `extract` (and `distributed`). `checkpoint`: our fine-tuned
     `best.pt` -> `finetuned` features; None -> the towers fine-tuning started from (pretrained, or the
     `finetune.seed` random init) -> `frozen` features. With `distributed.extract_nproc > 1` (or `nproc`, given)
-    this process and workers encode the chunks (avelib.distributed.share) and this process assembles the files."""
+    this process and workers, or with a multi-node `distributed.torchrun_args` torchrun's ranks on every node, encode
+    the chunks (avelib.distributed.share) and this process assembles the files."""
     cfg = section(params, "extract", ExtractConfig)
     model, source = _extract_towers(params, checkpoint)
-    nproc = processes(params, "extract") if nproc is None else nproc
+    ranks = launch(params, "extract") if nproc is None else Launch(nproc)
     arguments = {"params": dict(params), "cache_dir": str(cache_dir),
                  "checkpoint": None if checkpoint is None else str(checkpoint), "progress": False}
 
     def on_ranks(work: Path) -> None:
-        share(nproc, "extract", arguments, work, extract_jobs)
+        share(ranks, "extract", arguments, work, extract_jobs)
 
     return extract_features(model, SegmentCache.open(cache_dir), cfg, out_dir, progress=progress, extra_report=source,
-                            ranks=on_ranks if nproc > 1 else None)
+                            ranks=on_ranks if ranks.more_processes else None)

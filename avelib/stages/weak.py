@@ -1,24 +1,27 @@
 """Entry point of the weak stage: localization trained from video-level labels only.
 
 Every model of `weak.models` is trained on every feature folder of `weak.encoders` (fine-tuned and
-frozen towers by default), of every tower run (avelib.stages.tower_runs); the per-seed records are built in `<out_dir>.partial/`
+frozen towers by default), of run 0 in the quick study and of every tower run in the tower-run study
+(`tower_runs.count`, avelib.stages.tower_runs), each run on its own seeds; the per-seed records are built in `<out_dir>.partial/`
 (avelib.io.resumable_dir), so a killed run keeps the seeds it finished.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from avelib.data.cache import DataConfig, dataset_label
-from avelib.data.features import TOWER_RUNS_DIR, load_feature_set, tower_feature_dirs
+from avelib.data.features import TOWER_RUNS_DIR, load_feature_set, tower_feature_dirs, tower_run_count
 from avelib.data.release import load_labels
-from avelib.distributed import Shard, processes, share
+from avelib.distributed import Shard, launch, ownership, share
 from avelib.eval.tasks import weak_summary
 from avelib.io import read_json, resumable_dir
 from avelib.params import section
 from avelib.stages.localizer import localizer_configs, stage_record
 from avelib.train.localizer import BaselinesConfig
+from avelib.train.seeding import tower_run_seeds
 from avelib.train.weak import FIXED_THRESHOLD, WeakConfig, train_weak_seeds
 
 WEAK_PROTOCOL = (
@@ -37,16 +40,18 @@ def weak_jobs(params: Mapping[str, Any], features_root: str, work: Path, shard: 
     loc, train, evaluate = localizer_configs(params)
     weak = section(params, "weak", WeakConfig)
     baselines = section(params, "baselines", BaselinesConfig)
+    owns_next = ownership(shard)  # one order of seeds over every run below
     runs: dict[tuple[str, str], list[Any]] = {}
     for enc in weak.encoders:
-        for k, folder in enumerate(tower_feature_dirs(features_root, enc)):
+        for k, folder in enumerate(tower_feature_dirs(features_root, enc, tower_run_count(params))):
             features = load_feature_set(folder, visual=evaluate.visual)
+            seeds = replace(evaluate, seeds=tower_run_seeds(evaluate.seeds, k))
             for kind in weak.models:
                 cfg, tc = (loc, train) if kind == "aveclip" else (baselines.model, baselines.train_config(train, kind, weak=True))
                 where = work / kind / enc if k == 0 else work / TOWER_RUNS_DIR / f"run{k}" / kind / enc
                 runs.setdefault((kind, enc), []).append(train_weak_seeds(
-                    features, dataset.videos, dataset.labels, dataset.splits, kind, cfg, tc, evaluate, weak,
-                    out_dir=where, progress=progress, shard=shard))
+                    features, dataset.videos, dataset.labels, dataset.splits, kind, cfg, tc, seeds, weak,
+                    out_dir=where, progress=progress, owns_next=owns_next))
     return runs
 
 
@@ -58,7 +63,7 @@ def run_weak(params: Mapping[str, Any], features_root: str | Path, supervised_me
     """`reports/weak.json`: the weak runs (on `distributed.localizer_nproc` ranks), paired against the supervised one."""
     arguments = {"features_root": str(features_root)}
     with resumable_dir(out_dir, stage_record("weak", params, **arguments)) as (work, _):
-        share(processes(params, "localizer"), "weak", {"params": dict(params), **arguments, "progress": False}, work,
+        share(launch(params, "localizer"), "weak", {"params": dict(params), **arguments, "progress": False}, work,
               weak_jobs)
         runs = weak_jobs(params, **arguments, work=work, progress=progress)
     supervised = read_json(supervised_metrics) if supervised_metrics else None

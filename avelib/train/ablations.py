@@ -5,19 +5,19 @@ finetuned | frozen) and partial `localizer`, `train` and `evaluate` sections tha
 the main ones and validated like them. Everything else follows the main run's protocol (epoch and
 post-processing L chosen on validation, mean +- std over `evaluate.seeds`). A variant on other towers'
 features is also trained, with the full model, on the features of every further tower run
-(avelib.stages.tower_runs), and compared with the full model across the runs.
+(`tower_runs.count` in the tower-run study, avelib.stages.tower_runs), and compared with the full model
+across the runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from avelib.data.features import TOWER_RUNS_DIR, tower_feature_dirs
-from avelib.distributed import Shard
 from avelib.eval.results import summary
 from avelib.eval.stats import compare_tower_runs
 from avelib.io import read_json, write_json
@@ -25,6 +25,7 @@ from avelib.models.localizer import LocalizerConfig
 from avelib.params import ParamsError, from_dict
 from avelib.train.localizer import EvalConfig, PhaseConfig, TrainConfig
 from avelib.train.runs import train_seeds
+from avelib.train.seeding import tower_run_seeds
 
 VARIANT_KEYS = ("features", "localizer", "train", "evaluate")
 
@@ -71,9 +72,10 @@ def run_axis(
     main_dir: str | Path | None = None,
     progress: bool = True,
     out_dir: str | Path | None = None,
-    shard: Shard | None = None,
+    owns_next: Callable[[], bool] | None = None,
     main_features: str = "finetuned",
     peer_protocol: bool = False,
+    tower_runs: int = 1,
 ) -> dict[str, Any]:
     """Train and test every variant of one axis; the `reports/ablations/<axis>.json` content.
 
@@ -85,6 +87,8 @@ def run_axis(
     `is_full_model` marks the variant that is the full model itself. With `out_dir`, each trained
     variant keeps its seeds' checkpoints in `<out_dir>/<variant>/` (and resumes from them). With
     `peer_protocol` each trained variant also records the peers' test-selected figures (avelib.eval.peer).
+    `owns_next`: one process's share of the seeds of every trained run, as in train_seeds ({} is returned).
+    A variant on other towers' features is also trained, with the full model, on tower runs 1 .. `tower_runs` - 1.
     """
     main_configs = variant_configs({}, base, "main run", main_features)  # not a params key: base reads are the stage's own
     runs, full, reference, configs = {}, set(), main_run, {}
@@ -101,18 +105,23 @@ def run_axis(
             trained = main_dir if main_dir is not None and same_training(configs[name], main_configs) else None
             runs[name] = train_seeds(Path(features_root) / features, labels, dict(splits), "aveclip", loc, train,
                                         evaluate, out_dir=Path(out_dir) / name if out_dir is not None else None,
-                                        dataset=dataset, progress=progress, encoder=features, shard=shard,
+                                        dataset=dataset, progress=progress, encoder=features, owns_next=owns_next,
                                         trained=trained, peer_protocol=peer_protocol)
         if reference is None and name in full:
             reference = runs[name]
     other_towers = {name: c for name, c in configs.items() if c[0] != main_features}
-    more = _tower_runs({FULL_MODEL: main_configs, **other_towers}, features_root, labels, splits, dataset, progress,
-                       out_dir, shard) if other_towers else {}
-    if shard is not None:  # a rank only trains (avelib.distributed)
+    more = _tower_runs({FULL_MODEL: main_configs, **other_towers}, features_root, tower_runs, labels, splits, dataset,
+                       progress, out_dir, owns_next) if other_towers else {}
+    if owns_next is not None:  # a rank or worker only trains (avelib.distributed)
         return {}
+    full_runs = [reference, *more.get(FULL_MODEL, [])]
     entries = [_entry(axis, name, variants[name] or {}, runs[name], reference, name in full, dataset,
-                      [reference, *more.get(FULL_MODEL, [])] if name in other_towers else None, more.get(name, []))
+                      full_runs if name in other_towers else None, more.get(name, []))
                for name in variants]  # in params order
+    for entry in entries:  # each run's test accuracy, run 0 first: the spread of run 0's (avelib.eval.compare)
+        runs_of = full_runs if entry["is_full_model"] else [runs[entry["name"]], *more.get(entry["name"], [])]
+        if more and len(runs_of) > 1:
+            entry["across_tower_runs"] = [r["test_accuracy"]["mean"] for r in runs_of]
     return {"axis": axis, "variants": entries}
 
 
@@ -120,21 +129,19 @@ FULL_MODEL = "full_model"  # the full model's runs on tower runs 1.. (under <out
 
 
 def _tower_runs(configs: Mapping[str, tuple[str, LocalizerConfig, TrainConfig, EvalConfig]], features_root: str | Path,
-                labels: np.ndarray, splits: Mapping[str, np.ndarray], dataset: str, progress: bool,
-                out_dir: str | Path | None, shard: Shard | None) -> dict[str, list[dict[str, Any]]]:
-    """Each of `configs` trained again on the features of tower runs 1.. (avelib.data.features.tower_feature_dirs)."""
-    folders = {enc: tower_feature_dirs(features_root, enc)[1:] for enc in sorted({c[0] for c in configs.values()})}
-    if len({len(f) for f in folders.values()}) > 1:
-        raise ValueError(f"{features_root}: the feature sets have different numbers of tower runs: "
-                         f"{ {enc: len(f) for enc, f in folders.items()} }; rerun the tower_runs stage")
+                count: int, labels: np.ndarray, splits: Mapping[str, np.ndarray], dataset: str, progress: bool,
+                out_dir: str | Path | None, owns_next: Callable[[], bool] | None) -> dict[str, list[dict[str, Any]]]:
+    """Each of `configs` trained again on the features of tower runs 1 .. count - 1, each run on its own seeds."""
+    folders = {enc: tower_feature_dirs(features_root, enc, count) for enc in sorted({c[0] for c in configs.values()})}
     more: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
-    for k in range(len(next(iter(folders.values())))):
+    for k in range(1, count):
         for name in sorted(configs):
             features, loc, train, evaluate = configs[name]
-            where = Path(out_dir) / TOWER_RUNS_DIR / f"run{k + 1}" / name if out_dir is not None else None
-            more[name].append(train_seeds(folders[features][k], labels, dict(splits), "aveclip", loc, train, evaluate,
+            where = Path(out_dir) / TOWER_RUNS_DIR / f"run{k}" / name if out_dir is not None else None
+            seeds = dataclasses.replace(evaluate, seeds=tower_run_seeds(evaluate.seeds, k))
+            more[name].append(train_seeds(folders[features][k], labels, dict(splits), "aveclip", loc, train, seeds,
                                           out_dir=where, dataset=dataset, progress=progress, encoder=features,
-                                          shard=shard))
+                                          owns_next=owns_next))
     return more
 
 

@@ -32,27 +32,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from avelib.data.ave import BACKGROUND, NUM_SEGMENTS
-from avelib.distributed import Shard
 from avelib.eval.retrieval import retrieval_recall
 from avelib.io import read_json
-from avelib.models.device import autocast, cpu_state, prepare_model, resolve_device
-from avelib.models.images import to_images
+from avelib.models.device import cpu_state, prepare_model, resolve_device
 from avelib.models.label_tower import LabelTower
 from avelib.params import resolved
-from avelib.train.objective import contrastive_loss, lr_lambda, param_groups, select_layers, train_mode
+from avelib.train.objective import select_layers
 from avelib.train.checkpointing import LAST, load_resume_point, save_resume_point, weights_sha256
-from avelib.train.pairs import (
-    check_cache_matches_model,
-    embed_pairs,
-    event_videos,
-    iterate_pairs,
-    sample_epoch_batches,
-    validation_pairs,
-)
-from avelib.train.data_parallel import (all_reduce_gradients, broadcast_state, gather_batch, gathered_rows,
-                                        local_rows, sync_batch_norm)
+from avelib.train.pairs import check_cache_matches_model, embed_pairs, event_videos, sample_epoch_batches, validation_pairs
 from avelib.train.finetune_record import (BEST, HISTORY, comparable, data_fingerprint, load_best_state, model_config,
                                           save_best, write_outputs)
+from avelib.train.finetune_step import FinetuneStep
 from avelib.train.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -151,108 +141,163 @@ def finetune(
     out_dir: str | Path,
     progress: bool = True,
     stop_after_epoch: int | None = None,
-    shard: Shard | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> FinetuneResult | None:
     """Contrastively fine-tune both towers of `model` on `cache`; see the module docstring.
 
     labels: int64 [N,10] segment labels (28 = background) in cache row order; splits: "train", "val"
     index arrays. Resumes from `out_dir/last.pt` when it was written by the same run. `stop_after_epoch`
     ends this call after that epoch (as an interruption would), leaving a resumable `last.pt`.
-    With a `shard` of a torchrun world (data parallel, avelib.distributed): every rank encodes its
+    As `rank` of a torchrun `world` > 1 (data parallel, avelib.distributed): every rank encodes its
     share of each batch, the loss is taken on the gathered batch and the gradients are summed; rank 0
     alone validates and writes the files and returns the result, the other ranks return None.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    labels = np.asarray(labels)
-    train_videos, val_videos = _check_inputs(model, cache, labels, splits, cfg)
-    device = resolve_device(cfg.device)
-    config = {
-        "finetune": resolved(cfg),
-        "model": model_config(model),
-        "initial_weights_sha256": weights_sha256(model),
-        "data": data_fingerprint(cache, labels, np.asarray(splits["train"]), np.asarray(splits["val"])),
-        "device": device.type,
-        **({"ranks": shard.world} if shard is not None and shard.world > 1 else {}),
-    }
-    lead = shard is None or shard.rank == 0
-    K = int(cache.frames_per_second)
-    clip = cfg.pairs == "clip"
-    val_pairs = validation_pairs(val_videos, labels, K, cfg.val_frames, clip)
-    batches_per_epoch = len(
-        sample_epoch_batches(train_videos, labels, K, cfg.batch_size, cfg.passes_per_epoch,
-                             cfg.max_pairs_per_epoch, np.random.default_rng([cfg.seed, 0, 0]), clip)
-    )
+    run = _Run.of(model, cache, np.asarray(labels), splits, cfg, Path(out_dir), world)
+    batches_per_epoch = len(run.batches(0))
     if batches_per_epoch == 0:
         raise ValueError("finetune: no batch of >= 2 pairs per epoch; raise batch_size or max_pairs_per_epoch")
-
-    model = prepare_model(model, device, cfg.channels_last)
+    model = prepare_model(model, run.device, cfg.channels_last)
     select_layers(model, cfg.layers)
-    label_tower = _label_tower(model, cfg, device, int(labels.max()) + 1 if clip else BACKGROUND)
-    step = _Step(model, label_tower, cfg, cfg.epochs * batches_per_epoch, device, shard)
-
-    history: list[dict[str, Any]] = []
-    seconds: list[float] = []
-    start_epoch = 1
-    best_state: dict[str, torch.Tensor] | None = None
-    best_entry: dict[str, Any] | None = None
-    resumed = load_resume_point(out_dir / LAST, comparable(config), "finetune")
-    if resumed is not None:
-        step.load_state_dict(resumed)
-        start_epoch, history, seconds = resumed["epoch"] + 1, resumed["history"], resumed["seconds"]
-        best_entry = max(history, key=lambda h: selection_key(h, cfg.recall_ks)) if history else None
-        if best_entry is not None:
-            best_state = load_best_state(out_dir / BEST, model)
-        log.info("finetune: resumed from %s after epoch %d", out_dir / LAST, resumed["epoch"])
-        print(f"finetune: resumed from {out_dir / LAST} after epoch {resumed['epoch']} of {cfg.epochs}")
-    else:
-        _initialize(model, cfg)
-        if cfg.eval_initial and lead:
-            entry = {"epoch": 0, **_evaluate(model, cache, val_pairs, cfg, device)}
-            history.append(entry)
-            best_entry, best_state = entry, cpu_state(model)
-            save_best(model, out_dir, entry, config)
-
-    if shard is not None and shard.world > 1:
-        if cfg.batch_size < 2 * shard.world:
-            raise ValueError(f"finetune.batch_size {cfg.batch_size} leaves a rank of {shard.world} without pairs; "
-                             f"use at least {2 * shard.world}")
+    label_tower = _label_tower(model, cfg, run.device, int(run.labels.max()) + 1 if run.clip else BACKGROUND)
+    step = FinetuneStep(model, label_tower, cfg, cfg.epochs * batches_per_epoch, run.device, rank, world)
+    start_epoch, record = _start(run, step, lead=rank == 0)
+    if world > 1:
+        if cfg.batch_size < 2 * world:
+            raise ValueError(f"finetune.batch_size {cfg.batch_size} leaves a rank of {world} without pairs; "
+                             f"use at least {2 * world}")
         step.broadcast()
     end_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch)
     for epoch in range(start_epoch, end_epoch + 1):
         t0 = time.perf_counter()
-        batches = sample_epoch_batches(train_videos, labels, K, cfg.batch_size, cfg.passes_per_epoch,
-                                       cfg.max_pairs_per_epoch, np.random.default_rng([cfg.seed, 0, epoch]), clip)
-        trained = step.epoch(cache, labels, batches, f"finetune {epoch}/{cfg.epochs}", progress)
-        if not lead:
-            continue
-        entry = {"epoch": epoch, **trained, **_evaluate(model, cache, val_pairs, cfg, device)}
-        history.append(entry)
-        if best_entry is None or selection_key(entry, cfg.recall_ks) > selection_key(best_entry, cfg.recall_ks):
-            best_entry, best_state = entry, cpu_state(model)
-            save_best(model, out_dir, entry, config)
-        seconds.append(time.perf_counter() - t0)
-        save_resume_point(out_dir / LAST, comparable(config), epoch=epoch, history=history, seconds=seconds,
-                          **step.state_dict())
-        write_outputs(out_dir, history, seconds, best_entry, config, cfg.recall_ks, completed=epoch == cfg.epochs)
-        if progress:
-            tqdm.write(
-                f"finetune epoch {epoch}: loss {entry['train_loss']:.4f}  val a2i R@1 {entry['a2i_r1']:.3f} "
-                f"i2a R@1 {entry['i2a_r1']:.3f} (chance {entry['chance_r1']:.3f})"
-            )
+        trained = step.epoch(run.cache, run.labels, run.batches(epoch), f"finetune {epoch}/{cfg.epochs}", progress)
+        if rank == 0:
+            _score_epoch(run, record, step, epoch, trained, t0, progress)
+    return _result(run, record, model) if rank == 0 else None
 
-    if not lead:
-        return None
-    completed = bool(history) and history[-1]["epoch"] == cfg.epochs
+
+@dataclass(frozen=True)
+class _Run:
+    """One fine-tuning run's fixed parts: its settings and identity record, output folder, data and device."""
+
+    cfg: FinetuneConfig
+    config: dict[str, Any]  # what the resume check compares and history.json records
+    out_dir: Path
+    cache: Any
+    labels: np.ndarray  # int64 [N,10]
+    train_videos: np.ndarray
+    val_pairs: np.ndarray  # avelib.train.pairs rows scored after every epoch
+    device: torch.device
+
+    @classmethod
+    def of(cls, model: nn.Module, cache: Any, labels: np.ndarray, splits: Mapping[str, np.ndarray],
+           cfg: FinetuneConfig, out_dir: Path, world: int) -> "_Run":
+        """The run of `model`'s initial weights on these inputs (checked here); creates `out_dir`."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        train_videos, val_videos = _check_inputs(model, cache, labels, splits, cfg)
+        device = resolve_device(cfg.device)
+        config = {
+            "finetune": resolved(cfg),
+            "model": model_config(model),
+            "initial_weights_sha256": weights_sha256(model),
+            "data": data_fingerprint(cache, labels, np.asarray(splits["train"]), np.asarray(splits["val"])),
+            "device": device.type,
+            **({"ranks": world} if world > 1 else {}),
+        }
+        val_pairs = validation_pairs(val_videos, labels, int(cache.frames_per_second), cfg.val_frames,
+                                     cfg.pairs == "clip")
+        return cls(cfg, config, out_dir, cache, labels, train_videos, val_pairs, device)
+
+    @property
+    def clip(self) -> bool:
+        return self.cfg.pairs == "clip"
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        """The training batches of `epoch` (seeded by it)."""
+        cfg = self.cfg
+        return sample_epoch_batches(self.train_videos, self.labels, int(self.cache.frames_per_second), cfg.batch_size,
+                                    cfg.passes_per_epoch, cfg.max_pairs_per_epoch,
+                                    np.random.default_rng([cfg.seed, 0, epoch]), self.clip)
+
+    def evaluate(self, model: nn.Module) -> dict[str, Any]:
+        return _evaluate(model, self.cache, self.val_pairs, self.cfg, self.device)
+
+
+@dataclass
+class _Record:
+    """The scored epochs of a run (rank 0): their history and wall times, the best epoch's entry and weights."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    best_entry: dict[str, Any] | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def resumed(cls, point: Mapping[str, Any], run: _Run, model: nn.Module) -> "_Record":
+        """The record a resume point holds; the best epoch's weights from `best.pt`."""
+        history = point["history"]
+        best = max(history, key=lambda h: selection_key(h, run.cfg.recall_ks)) if history else None
+        best_state = load_best_state(run.out_dir / BEST, model) if best is not None else None
+        return cls(history, point["seconds"], best, best_state)
+
+    def add(self, entry: dict[str, Any], model: nn.Module, run: _Run) -> None:
+        """Add a scored epoch; a new best keeps its weights here and in `best.pt`."""
+        self.history.append(entry)
+        ks = run.cfg.recall_ks
+        if self.best_entry is None or selection_key(entry, ks) > selection_key(self.best_entry, ks):
+            self.best_entry, self.best_state = entry, cpu_state(model)
+            save_best(model, run.out_dir, entry, run.config)
+
+
+def _start(run: _Run, step: FinetuneStep, lead: bool) -> tuple[int, _Record]:
+    """(first epoch to train, record so far): from the run's resume point, or a fresh start whose towers rank 0
+    scores as epoch 0 when asked."""
+    last = run.out_dir / LAST
+    point = load_resume_point(last, comparable(run.config), "finetune")
+    if point is not None:
+        step.load_state_dict(point)
+        log.info("finetune: resumed from %s after epoch %d", last, point["epoch"])
+        print(f"finetune: resumed from {last} after epoch {point['epoch']} of {run.cfg.epochs}")
+        return point["epoch"] + 1, _Record.resumed(point, run, step.model)
+    _initialize(step.model, run.cfg)
+    record = _Record()
+    if run.cfg.eval_initial and lead:
+        record.add({"epoch": 0, **run.evaluate(step.model)}, step.model, run)
+    return 1, record
+
+
+def _score_epoch(run: _Run, record: _Record, step: FinetuneStep, epoch: int, trained: dict[str, Any], t0: float,
+                 progress: bool) -> None:
+    """Rank 0 after training `epoch` (started at `t0`): validate, keep a new best, write the resume point and
+    the outputs."""
+    cfg = run.cfg
+    entry = {"epoch": epoch, **trained, **run.evaluate(step.model)}
+    record.add(entry, step.model, run)
+    record.seconds.append(time.perf_counter() - t0)
+    save_resume_point(run.out_dir / LAST, comparable(run.config), epoch=epoch, history=record.history,
+                      seconds=record.seconds, **step.state_dict())
+    write_outputs(run.out_dir, record.history, record.seconds, record.best_entry, run.config, cfg.recall_ks,
+                  completed=epoch == cfg.epochs)
+    if progress:
+        tqdm.write(
+            f"finetune epoch {epoch}: loss {entry['train_loss']:.4f}  val a2i R@1 {entry['a2i_r1']:.3f} "
+            f"i2a R@1 {entry['i2a_r1']:.3f} (chance {entry['chance_r1']:.3f})"
+        )
+
+
+def _result(run: _Run, record: _Record, model: nn.Module) -> FinetuneResult:
+    """Rank 0 at the end of the call: the outputs written once more, `model` holding the best epoch's weights."""
+    history, best_entry = record.history, record.best_entry
+    completed = bool(history) and history[-1]["epoch"] == run.cfg.epochs
     if best_entry is None:
         raise RuntimeError("finetune: no epoch was scored (epochs=0 and eval_initial=false)")
-    write_outputs(out_dir, history, seconds, best_entry, config, cfg.recall_ks, completed=completed)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    write_outputs(run.out_dir, history, record.seconds, best_entry, run.config, run.cfg.recall_ks, completed=completed)
+    if record.best_state is not None:
+        model.load_state_dict(record.best_state)
     chance = {k: v for k, v in best_entry.items() if k.startswith("chance_")}
     return FinetuneResult(
         model=model, history=history, best_epoch=int(best_entry["epoch"]),
-        best_metric=float(best_entry["a2i_r1"]), out_dir=out_dir, completed=completed, chance=chance,
+        best_metric=float(best_entry["a2i_r1"]), out_dir=run.out_dir, completed=completed, chance=chance,
     )
 
 
@@ -266,97 +311,6 @@ def finished_result(model: nn.Module, out_dir: str | Path) -> FinetuneResult:
     best = next(h for h in record["epochs"] if h["epoch"] == record["best_epoch"])
     return FinetuneResult(model=model, history=record["epochs"], best_epoch=int(record["best_epoch"]),
                           best_metric=float(best["a2i_r1"]), out_dir=out_dir, completed=True, chance=record["chance"])
-
-
-class _Step:
-    """The optimisation of one fine-tuning run: AdamW over both towers (+ label tower), warm-up + cosine."""
-
-    def __init__(self, model: nn.Module, label_tower: LabelTower | None, cfg: FinetuneConfig, total_steps: int,
-                 device: torch.device, shard: Shard | None = None) -> None:
-        groups = param_groups(model, cfg.weight_decay)
-        if label_tower is not None:
-            groups.append({"params": list(label_tower.parameters()), "weight_decay": 0.0})
-        self.model, self.label_tower, self.cfg, self.device = model, label_tower, cfg, device
-        self.shard = shard if shard is not None and shard.world > 1 else None
-        self.fbsp = model.audio.fbsp
-        self.fbsp.defer_normalization = self.shard is not None  # its gradient hooks are not linear
-        if self.shard is not None:
-            sync_batch_norm(model)  # statistics of the whole batch, as in one process
-        self.trainable = [p for g in groups for p in g["params"]]
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(total_steps, cfg.warmup_fraction, cfg.min_lr_ratio)
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        tower = self.label_tower
-        return {"model": self.model.state_dict(), "label_tower": tower.state_dict() if tower is not None else None,
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        if self.label_tower is not None:
-            self.label_tower.load_state_dict(state["label_tower"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-
-    def broadcast(self) -> None:
-        """Rank 0's weights on every rank (the trainable modules)."""
-        for module in (self.model, self.label_tower):
-            if module is not None:
-                broadcast_state(module)
-
-    def epoch(self, cache: Any, labels: np.ndarray, batches: list[np.ndarray], desc: str, progress: bool) -> dict[str, Any]:
-        """Train on `batches` (avelib.train.pairs rows); the pair-weighted mean losses, lr and logit scale.
-        With a shard, this rank encodes its rows of each batch and the loss is that of the gathered batch."""
-        model, cfg, device, shard = self.model, self.cfg, self.device, self.shard
-        train_mode(model)
-        sums = torch.zeros(4, dtype=torch.float64, device=device)  # pair-weighted loss, contrastive, fbsp, label
-        n_pairs = 0
-        mine = batches if shard is None else [local_rows(b, shard) for b in batches]
-        bar = tqdm(iterate_pairs(cache, mine, cfg.num_workers, device.type == "cuda"), total=len(batches),
-                   desc=desc, disable=None if progress else True, leave=False)
-        for batch, (frames, audio) in zip(batches, bar):
-            rows = batch if shard is None else gathered_rows(batch, shard.world)  # the order of gather_batch
-            images = to_images(frames, device, cfg.channels_last)  # [b,3,S,S]
-            audio = audio.to(device, non_blocking=True)  # [b,R]
-            with autocast(device, cfg.amp):
-                a_emb = model.encode_audio(audio)  # [b,E]
-                i_emb = model.encode_image(images)  # [b,E]
-                if shard is not None:
-                    a_emb, i_emb = (gather_batch(e, shard, len(batch)) for e in (a_emb, i_emb))  # [B,E]
-                con = contrastive_loss(model, a_emb, i_emb)
-                fbsp = model.fbsp_loss().float()
-                lab = torch.zeros((), device=device)
-                if self.label_tower is not None:
-                    classes = torch.from_numpy(labels[rows[:, 0], rows[:, 1]]).to(device)  # [B] audio seconds' classes
-                    lab = self.label_tower.loss(a_emb, i_emb, classes)
-                loss = con + cfg.fbsp_weight * fbsp + cfg.label_weight * lab
-            self.optimizer.zero_grad(set_to_none=True)
-            if shard is None:
-                loss.backward()
-            else:  # each rank's share of the same loss; the sum over ranks is its gradient
-                (loss / shard.world).backward()
-                all_reduce_gradients(self.trainable)
-                self.fbsp.normalize_gradients()  # the step rule of one process, on the summed gradient
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.trainable, cfg.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
-            b = len(batch)
-            n_pairs += b
-            sums += torch.stack([loss.detach(), con.detach(), fbsp.detach(), lab.detach()]).double() * b  # no host sync per step
-        bar.close()
-        loss_sum, con_sum, fbsp_sum, label_sum = sums.tolist()
-        return {
-            "train_loss": loss_sum / n_pairs,
-            "train_contrastive": con_sum / n_pairs,
-            "train_fbsp": fbsp_sum / n_pairs,
-            **({"train_label": label_sum / n_pairs} if self.label_tower is not None else {}),
-            "train_pairs": n_pairs,
-            "lr": float(self.scheduler.get_last_lr()[0]),
-            "logit_scale": float(model.logit_scale_ai.detach().exp().clamp(1, 100)),
-        }
 
 
 def _check_inputs(model: nn.Module, cache: Any, labels: np.ndarray, splits: Mapping[str, np.ndarray],

@@ -17,12 +17,10 @@ import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 from torch import nn
 
-from avelib.distributed import Shard
 
-
-def local_rows(rows: np.ndarray, shard: Shard) -> np.ndarray:
+def local_rows(rows: np.ndarray, rank: int, world: int) -> np.ndarray:
     """This rank's pairs of a global batch: every `world`-th, from its rank on."""
-    return rows[shard.rank :: shard.world]
+    return rows[rank::world]
 
 
 def gathered_rows(rows: np.ndarray, world: int) -> np.ndarray:
@@ -30,11 +28,11 @@ def gathered_rows(rows: np.ndarray, world: int) -> np.ndarray:
     return np.concatenate([rows[r::world] for r in range(world)])
 
 
-def gather_batch(local: torch.Tensor, shard: Shard, global_size: int) -> torch.Tensor:
+def gather_batch(local: torch.Tensor, world: int, global_size: int) -> torch.Tensor:
     """The whole batch [B,...] from every rank's `local` rows, with autograd (the backward sums the
     ranks' gradients of this rank's rows: with every rank's loss divided by the world, that is the
     one-process gradient)."""
-    sizes = [len(range(r, global_size, shard.world)) for r in range(shard.world)]
+    sizes = [len(range(r, global_size, world)) for r in range(world)]
     pad = max(sizes) - local.shape[0]  # all_gather needs equal shapes
     parts = dist_nn.all_gather(F.pad(local, (0, 0) * (local.dim() - 1) + (0, pad)))
     return torch.cat([p[:n] for p, n in zip(parts, sizes)])

@@ -37,7 +37,7 @@ class CrossmodalConfig:
     epochs: int = 20
     """Epochs over the training seconds (AVEL: 20)."""
     batch_size: int = 64
-    """Second pairs per step (AVEL: 8; README "The other two AVE tasks" says why 64)."""
+    """Second pairs per step (AVEL: 8; docs/results.md "Each baseline trained as its authors train it" says why 64)."""
     lr: float = 1e-3
     """Adam learning rate (AVEL: Keras' Adam default, 1e-3)."""
     threads: int = 1

@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from avelib.data.ave import NUM_SEGMENTS
 from avelib.data.features import FEATURE_FILES, write_features
-from avelib.distributed import Shard
 from avelib.io import atomic_path, resumable_dir, write_json
 from avelib.models.device import autocast, prepare_model, resolve_device
 from avelib.models.images import to_images
@@ -129,19 +128,20 @@ def _mark_done(done: np.ndarray, chunk: int) -> None:
 
 
 @torch.inference_mode()
-def encode_chunks(model: nn.Module, cache: Any, cfg: ExtractConfig, tmp: str | Path, shard: Shard | None = None,
-                  progress: bool = True) -> int:
-    """Encode the chunks of `shard` (all without one) not yet marked in `tmp/DONE`; the count encoded.
+def encode_chunks(model: nn.Module, cache: Any, cfg: ExtractConfig, tmp: str | Path,
+                  owns_next: Callable[[], bool] | None = None, progress: bool = True) -> int:
+    """Encode the chunks not yet marked in `tmp/DONE`; the count encoded. `owns_next` (one process's share,
+    avelib.distributed) is asked once per chunk, in order, whether this process encodes it (all without it).
 
     Each chunk's features are flushed to the memmaps before its mark, so a kill loses at most the
-    chunk in flight; ranks write disjoint rows of the same files."""
-    tmp, shard = Path(tmp), shard or Shard()
+    chunk in flight; processes write disjoint rows of the same files."""
+    tmp = Path(tmp)
     device = resolve_device(cfg.device)
     model = prepare_model(model, device, cfg.channels_last).eval()
     plan = _Plan.of(cache, cfg)
     out = _outputs(tmp, len(cache.ok), model.config.embed_dim, "r+")
     done = np.load(tmp / DONE, mmap_mode="r+")  # uint8 [chunks]
-    chunks = [c for c in range(plan.chunks) if shard.take() and not done[c]]
+    chunks = [c for c in range(plan.chunks) if (owns_next is None or owns_next()) and not done[c]]
     ds = _SecondBatches(cache, plan.rows, plan.seconds_per_chunk, plan.encode_idx)
     loader = (
         torch.utils.data.DataLoader(torch.utils.data.Subset(ds, chunks), batch_size=None,
@@ -179,7 +179,7 @@ def extract_features(
 
     The work happens in `<out_dir>.partial/` (avelib.io.resumable_dir): the features go to .npy
     memmaps and `DONE` marks each chunk once flushed, so a killed run is continued by the next one
-    with the same towers, cache and settings. `ranks(tmp)`, when given, has torchrun ranks encode
+    with the same towers, cache and settings. `ranks(tmp)`, when given, has more processes encode
     their shares into `tmp` (avelib.stages.towers); else this process encodes every chunk. The h5
     files are assembled here, and `out_dir` appears whole or not at all.
     """

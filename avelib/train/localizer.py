@@ -24,12 +24,7 @@ from avelib.io import write_json
 from avelib.models.baselines import BaselineConfig, segment_predictions
 from avelib.models.device import cpu_state, resolve_device
 from avelib.params import resolved
-from avelib.train.checkpointing import (
-    LAST,
-    load_resume_point,
-    save_resume_point,
-    save_torch,
-)
+from avelib.train.checkpointing import LAST, load_resume_point, save_resume_point, save_torch
 from avelib.train.seeding import seed_everything
 
 RESUME_POINT_SECONDS = 10.0
@@ -248,89 +243,168 @@ def train_model(
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     gen = seed_everything(seed)
+    audio, visual, y = _checked_inputs(features, labels)
+    run_id = {"train": resolved(cfg), "seed": seed, "model": type(model).__name__,
+              "fingerprint": _fingerprint(model, audio, visual, y)}
+    device = resolve_device(cfg.device)
+    data = _Data.on(device, audio, visual, y, splits)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = sum(n for _, n in phase_plan(cfg))
+    state = _State(model, opt, make_scheduler(opt, cfg, total), gen, run_id,
+                   Path(out_dir) / LAST if out_dir is not None else None, test_selection)
+    state.resume(total)
+    resumed_from = state.epoch
+    _train_epochs(state, data, cfg, total if stop_after is None else min(total, resumed_from + stop_after), progress)
+    model.to("cpu")  # evaluation, checkpoints and inference work on the CPU copy
+    if state.best_state:
+        model.load_state_dict(state.best_state)
+        set_windows(model, state.best_windows)
+    if out_dir is not None and len(state.history) == total:
+        state.write_best(Path(out_dir))
+    return TrainResult(state.history, state.best_epoch, state.best_val, state.best_state, state.best_windows,
+                       resumed_from)
+
+
+def _checked_inputs(features: tuple[Any, Any], labels: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(audio, visual, labels) as tensors on the CPU, their sizes checked against each other."""
     audio, visual = as_float_tensor(features[0]), as_float_tensor(features[1])  # [N,10,Da], [N,10,(R,)Dv]
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)  # [N,10]
     if y.dim() != 2 or y.shape[1] != NUM_SEGMENTS or audio.shape[0] != y.shape[0] or visual.shape[0] != y.shape[0]:
         raise ValueError(f"features {tuple(audio.shape)}/{tuple(visual.shape)} and labels {tuple(y.shape)} do not match")
-    tr = torch.as_tensor(np.asarray(splits["train"]), dtype=torch.int64)  # [Ntr]
-    va = torch.as_tensor(np.asarray(splits["val"]), dtype=torch.int64)  # [Nva]
-    phases = phase_plan(cfg)
-    total = sum(n for _, n in phases)
-    weights = {"bce": cfg.bce_weight, "ce": cfg.ce_weight}
-    run_id = {"train": resolved(cfg), "seed": seed, "model": type(model).__name__,
-              "fingerprint": _fingerprint(model, audio, visual, y)}
-    device = resolve_device(cfg.device)
-    model.to(device)
-    audio, visual, y_dev = audio.to(device), visual.to(device), y.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = make_scheduler(opt, cfg, total)
+    return audio, visual, y
 
-    history: list[dict[str, Any]] = []
-    best_val, best_epoch, best_windows = -1.0, -1, None
-    best_state: dict[str, torch.Tensor] = {}
-    start = 0
-    last = Path(out_dir) / LAST if out_dir is not None else None
-    ck = load_resume_point(last, run_id, f"train seed {seed}") if last is not None else None
-    if ck is not None:  # optimizer state follows the params
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        gen.set_state(ck["gen"])
-        history, start = ck["history"], ck["epoch"]
-        best_val, best_epoch = ck["best_val"], ck["best_epoch"]
-        best_state = {k: v.cpu() for k, v in ck["best_state"].items()}
-        best_windows = tuple(ck["best_windows"]) if ck["best_windows"] is not None else None
-        if test_selection is not None:
+
+@dataclass(frozen=True)
+class _Data:
+    """A run's features and labels on the training device, the labels on the CPU too (scoring), and its split rows."""
+
+    audio: torch.Tensor  # [N,10,Da]
+    visual: torch.Tensor  # [N,10,(R,)Dv]
+    labels: torch.Tensor  # int64 [N,10], CPU
+    labels_on_device: torch.Tensor  # int64 [N,10]
+    train: torch.Tensor  # int64 [Ntr]
+    val: torch.Tensor  # int64 [Nva]
+
+    @classmethod
+    def on(cls, device: torch.device, audio: torch.Tensor, visual: torch.Tensor, labels: torch.Tensor,
+           splits: dict[str, Any]) -> "_Data":
+        train, val = (torch.as_tensor(np.asarray(splits[k]), dtype=torch.int64) for k in ("train", "val"))
+        return cls(audio.to(device), visual.to(device), labels, labels.to(device), train, val)
+
+    def loss(self, model: torch.nn.Module, rows: torch.Tensor, weights: dict[str, float]) -> torch.Tensor:
+        idx = rows.to(self.audio.device)  # [b]
+        return model.loss(model(self.audio[idx], self.visual[idx]), self.labels_on_device[idx], weights)
+
+    def predictions(self, model: torch.nn.Module, rows: Any) -> np.ndarray:
+        """Per-second predictions int64 [n,10] of `rows`."""
+        rows = torch.as_tensor(rows, dtype=torch.int64)
+        return predict_arrays(model, self.audio[rows], self.visual[rows])[0]
+
+    def val_accuracy(self, model: torch.nn.Module) -> float:
+        return M.segment_accuracy(self.predictions(model, self.val), self.labels[self.val].numpy())
+
+
+@dataclass
+class _State:
+    """A run's resume point, where it goes and what it restores: the weights, optimizer, scheduler, shuffling RNG and
+    peer-protocol record, and the epochs so far with the best (validation) one's accuracy, weights and windows."""
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    gen: torch.Generator
+    run_id: dict[str, Any]
+    last: Path | None
+    test_selection: TestSelection | None
+    epoch: int = 0  # epochs done
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val: float = -1.0
+    best_epoch: int = -1
+    best_windows: tuple[int, ...] | None = None
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def resume(self, total: int) -> None:
+        """Continue from `last` when the same run wrote it (optimizer state follows the params)."""
+        seed = self.run_id["seed"]
+        ck = load_resume_point(self.last, self.run_id, f"train seed {seed}") if self.last is not None else None
+        if ck is None:
+            return
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.gen.set_state(ck["gen"])
+        self.history, self.epoch = ck["history"], ck["epoch"]
+        self.best_val, self.best_epoch = ck["best_val"], ck["best_epoch"]
+        self.best_state = {k: v.cpu() for k, v in ck["best_state"].items()}
+        self.best_windows = tuple(ck["best_windows"]) if ck["best_windows"] is not None else None
+        if self.test_selection is not None:
             if ck.get("test_selection") is None:
-                raise ValueError(f"{last}: written without the test-split record of the peer protocol; delete it to retrain")
-            test_selection.load(ck["test_selection"])
-        done = " (complete: not trained again)" if start >= total else ""
-        print(f"train {type(model).__name__} seed {seed}: resumed from {last} after epoch {start} of {total}{done}")
-    resumed_from = start
+                raise ValueError(f"{self.last}: written without the test-split record of the peer protocol; delete it to retrain")
+            self.test_selection.load(ck["test_selection"])
+        done = " (complete: not trained again)" if self.epoch >= total else ""
+        print(f"train {type(self.model).__name__} seed {seed}: resumed from {self.last} after epoch {self.epoch} "
+              f"of {total}{done}")
 
-    def batch_loss(rows: torch.Tensor) -> torch.Tensor:
-        idx = rows.to(device)  # [b]
-        return model.loss(model(audio[idx], visual[idx]), y_dev[idx], weights)
+    def record(self, entry: dict[str, Any], windows: tuple[int, ...] | None) -> None:
+        """Add an epoch's history entry; keep its weights when its validation accuracy is the best so far."""
+        self.history.append(entry)
+        self.epoch = entry["epoch"] + 1
+        if entry["val_accuracy"] > self.best_val:  # strict: the earliest best epoch wins ties
+            self.best_val, self.best_epoch, self.best_windows = entry["val_accuracy"], entry["epoch"], windows
+            self.best_state = cpu_state(self.model)
 
-    test_rows = torch.as_tensor(test_selection.rows if test_selection is not None else [], dtype=torch.int64)
-    end = total if stop_after is None else min(total, start + stop_after)
+    def save(self) -> None:
+        """Write the resume point `last`."""
+        save_resume_point(self.last, self.run_id, epoch=self.epoch, model=self.model.state_dict(),
+                          optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(), gen=self.gen.get_state(),
+                          history=self.history, best_val=self.best_val, best_epoch=self.best_epoch,
+                          best_state=self.best_state,
+                          best_windows=list(self.best_windows) if self.best_windows is not None else None,
+                          test_selection=self.test_selection.state() if self.test_selection is not None else None)
+
+    def write_best(self, out_dir: Path) -> None:
+        """`best.pt` (the best epoch's weights and windows) and `history.json` of a finished run."""
+        save_torch(out_dir / "best.pt", {"model": self.best_state, "epoch": self.best_epoch,
+                                         "val_accuracy": self.best_val,
+                                         "windows": list(self.best_windows) if self.best_windows else None,
+                                         "params": self.run_id})
+        write_json({"history": self.history, "best_epoch": self.best_epoch, "best_val_accuracy": self.best_val,
+                    "params": self.run_id}, out_dir / "history.json")
+
+
+def _train_epochs(state: _State, data: _Data, cfg: TrainConfig, end: int, progress: bool) -> None:
+    """Epochs `state.epoch` .. end - 1; the resume point is written at most every RESUME_POINT_SECONDS and after
+    the last of them."""
+    phases = phase_plan(cfg)
     saved_at = time.perf_counter()
-    bar = tqdm(range(start, end), desc=f"train {type(model).__name__} seed {seed}", disable=None if progress else True)
+    desc = f"train {type(state.model).__name__} seed {state.run_id['seed']}"
+    bar = tqdm(range(state.epoch, end), desc=desc, disable=None if progress else True)
     for epoch in bar:
-        t0 = time.perf_counter()
         windows = windows_at(phases, epoch)
-        set_windows(model, windows)
-        losses = train_epoch(model, opt, tr, cfg, gen, batch_loss)
-        lr = opt.param_groups[0]["lr"]
-        sched.step()
-        pred, _ = predict_arrays(model, audio[va], visual[va])  # [Nva,10]
-        val_acc = M.segment_accuracy(pred, y[va].numpy())  # y stays on the CPU
-        history.append({"epoch": epoch, "train_loss": float(np.mean(torch.stack(losses).cpu().numpy().astype(np.float64))), "val_accuracy": val_acc,
-                        "lr": lr, "windows": list(windows) if windows is not None else None,
-                        "seconds": time.perf_counter() - t0})  # wall time incl. validation
-        if test_selection is not None:
-            test_selection.update(epoch, predict_arrays(model, audio[test_rows], visual[test_rows])[0])
-        if val_acc > best_val:  # strict: the earliest best epoch wins ties
-            best_val, best_epoch, best_windows = val_acc, epoch, windows
-            best_state = cpu_state(model)
+        state.record(_epoch(state, data, cfg, epoch, windows), windows)
         if progress:
-            bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val=f"{val_acc:.3f}")
-        if last is not None and (epoch + 1 == end or time.perf_counter() - saved_at >= RESUME_POINT_SECONDS):
+            latest = state.history[-1]
+            bar.set_postfix(loss=f"{latest['train_loss']:.3f}", val=f"{latest['val_accuracy']:.3f}")
+        if state.last is not None and (epoch + 1 == end or time.perf_counter() - saved_at >= RESUME_POINT_SECONDS):
             saved_at = time.perf_counter()
-            save_resume_point(last, run_id, epoch=epoch + 1, model=model.state_dict(), optimizer=opt.state_dict(),
-                              scheduler=sched.state_dict(), gen=gen.get_state(), history=history, best_val=best_val,
-                              best_epoch=best_epoch, best_state=best_state,
-                              best_windows=list(best_windows) if best_windows is not None else None,
-                              test_selection=test_selection.state() if test_selection is not None else None)
+            state.save()
 
-    model.to("cpu")  # evaluation, checkpoints and inference work on the CPU copy
-    if best_state:
-        model.load_state_dict(best_state)
-        set_windows(model, best_windows)
-    if out_dir is not None and len(history) == total:
-        save_torch(Path(out_dir) / "best.pt", {"model": best_state, "epoch": best_epoch, "val_accuracy": best_val,
-                                                     "windows": list(best_windows) if best_windows else None,
-                                                     "params": run_id})
-        write_json({"history": history, "best_epoch": best_epoch, "best_val_accuracy": best_val, "params": run_id},
-                   Path(out_dir) / "history.json")
-    return TrainResult(history, best_epoch, best_val, best_state, best_windows, resumed_from)
+
+def _epoch(state: _State, data: _Data, cfg: TrainConfig, epoch: int, windows: tuple[int, ...] | None) -> dict[str, Any]:
+    """Train one epoch with `windows` active and validate; its history entry. The peer protocol's record also
+    gets the epoch's test predictions."""
+    t0 = time.perf_counter()
+    set_windows(state.model, windows)
+    weights = {"bce": cfg.bce_weight, "ce": cfg.ce_weight}
+    losses = train_epoch(state.model, state.opt, data.train, cfg, state.gen,
+                         lambda rows: data.loss(state.model, rows, weights))
+    lr = state.opt.param_groups[0]["lr"]
+    state.sched.step()
+    entry = {"epoch": epoch, "train_loss": float(np.mean(torch.stack(losses).cpu().numpy().astype(np.float64))),
+             "val_accuracy": data.val_accuracy(state.model), "lr": lr,
+             "windows": list(windows) if windows is not None else None,
+             "seconds": time.perf_counter() - t0}  # wall time incl. validation
+    if state.test_selection is not None:
+        state.test_selection.update(epoch, data.predictions(state.model, state.test_selection.rows))
+    return entry

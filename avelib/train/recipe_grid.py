@@ -66,3 +66,18 @@ def run_grid(initial: Callable[[], nn.Module], cache: Any, labels: np.ndarray, s
               "a2i_r1_ci": kept_entry(r).get("a2i_r1_ci"), "completed": r.completed, "chosen": i == chosen}
              for i, (c, r) in enumerate(zip(configs, runs))]
     return replace(runs[chosen], out_dir=out_dir, grid=table)
+
+
+def mark_configured(table: list[dict[str, Any]], cfg: FinetuneConfig) -> list[dict[str, Any]]:
+    """The grid's table with `configured` on the row of `cfg`'s lr and layers (the quick study's one recipe)."""
+    return [{**row, "configured": row["lr"] == cfg.lr and row["layers"] == cfg.layers} for row in table]
+
+
+def kept_recipe_line(table: list[dict[str, Any]]) -> str:
+    """Whether validation keeps the configured recipe, in words; the fix when it does not."""
+    kept = next(row for row in table if row["chosen"])
+    recipe = f"lr {kept['lr']:g}, layers {kept['layers']}"
+    if kept.get("configured"):
+        return f"recipe grid: validation keeps {recipe}, the recipe of finetune.lr and finetune.layers (the quick study's)"
+    return (f"recipe grid: validation keeps {recipe}, NOT the recipe of finetune.lr and finetune.layers that the quick "
+            f"study trains: set those two keys in params.yaml to it and rerun `dvc repro`")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from avelib.data.ave import BACKGROUND, NUM_SEGMENTS
-from avelib.distributed import Shard
 from avelib.eval import metrics as M
 from avelib.eval import stats
 from avelib.io import read_json, write_json
@@ -207,20 +206,20 @@ def weak_seed_run(model: torch.nn.Module, features: tuple[np.ndarray, np.ndarray
 def train_weak_seeds(features: tuple[np.ndarray, np.ndarray], video_labels: np.ndarray, labels: np.ndarray,
                   splits: dict[str, Any], kind: str, model_cfg: Any, cfg: TrainConfig, eval_cfg: Any,
                   weak: WeakConfig, out_dir: str | Path | None = None, progress: bool = True,
-                  shard: Shard | None = None) -> dict[str, Any]:
+                  owns_next: Callable[[], bool] | None = None) -> dict[str, Any]:
     """`kind` (avelib.train.runs.build_model) trained weakly over `eval_cfg.seeds` with `cfg` (for the
     baselines: `BaselinesConfig.train_config`); the run's metrics dict.
 
     Keys as in train_seeds where they mean the same (test_accuracy {mean,std,per_seed}, its crossed-bootstrap
     CI, test_correct_seconds per seed and test video), plus the fixed-threshold figures, the chosen thresholds
     and test video-level accuracy. With `out_dir`, each finished seed is kept in `seed<k>.json` and not
-    trained again by a rerun. With a `shard` (a torchrun rank) only its seeds are run into out_dir and {}
-    is returned.
+    trained again by a rerun. With `owns_next` (one process's share, as in train_seeds) only its seeds are
+    run into out_dir and {} is returned.
     """
     audio, visual = np.asarray(features[0]), np.asarray(features[1])
     records = []
     for seed in eval_cfg.seeds:
-        if shard is not None and not shard.take():
+        if owns_next is not None and not owns_next():
             continue
         done = Path(out_dir) / f"seed{seed}.json" if out_dir is not None else None
         if done is not None and done.is_file():
@@ -232,7 +231,7 @@ def train_weak_seeds(features: tuple[np.ndarray, np.ndarray], video_labels: np.n
         if done is not None:
             write_json(record, done)
         records.append(record)
-    if shard is not None:
+    if owns_next is not None:
         return {}
     correct = [r["test_correct_seconds"] for r in records]
     rules = {f"test_accuracy{rule}{key}": value for rule in ("_fixed", "_argmax") for key, value in (

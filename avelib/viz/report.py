@@ -137,34 +137,59 @@ def read_plot_table(path: Path) -> list[dict[str, Any]]:
     return data
 
 
-def plot_records(records: list[dict[str, Any]], title: str):  # -> Figure | None
-    """Line plot of every numeric column against the first column; None when nothing is numeric."""
+def _number(v: Any) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def plot_records(records: list[dict[str, Any]], title: str) -> Figure | None:
+    """Every numeric column against `epoch` (else the first column), one line per seed where a `seed` column
+    splits the records into runs; None when nothing numeric is left to draw."""
     if not records:
         return None
     cols = list(records[0].keys())
-    x_key, y_keys = cols[0], []
-
-    def num(v: Any) -> float | None:
-        try:
-            return float(v)
-        except (TypeError, ValueError):
-            return None
-
-    xs = [num(r.get(x_key)) for r in records]
-    if any(x is None for x in xs):
+    x_key = "epoch" if "epoch" in cols else cols[0]
+    y_keys = [c for c in cols if c not in (x_key, "seed") and all(_number(r.get(c)) is not None for r in records)]
+    if not y_keys or any(_number(r.get(x_key)) is None for r in records):
         return None
-    for c in cols[1:]:
-        if all(num(r.get(c)) is not None for r in records):
-            y_keys.append(c)
-    if not y_keys:
-        return None
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        runs.setdefault(str(r.get("seed", "")), []).append(r)
     fig, axes = new_figure(width=5.6, height=3.2)
     ax = axes[0, 0]
-    for c in y_keys:
-        ax.plot(xs, [num(r[c]) for r in records], marker="." if len(records) < 40 else None, label=c)
+    for seed, rows in runs.items():
+        for c in y_keys:
+            ax.plot([_number(r[x_key]) for r in rows], [_number(r[c]) for r in rows],
+                    marker="." if len(rows) < 40 else None, label=f"{c}, seed {seed}" if seed else c)
     ax.set_xlabel(x_key)
     ax.set_title(title)
     ax.legend()
+    return fig
+
+
+ForestRow = tuple[str, float, float, float, bool]
+"""label, difference, CI low, CI high (points), resolved."""
+
+
+def forest_plot(panels: Sequence[tuple[str, Sequence[ForestRow]]], xlabel: str) -> Figure:
+    """A forest plot: one panel (own x scale) per (title, rows); each difference a dot on its CI bar, zero dashed;
+    a resolved one filled, the others hollow and grey."""
+    heights = [len(rows) + 1.5 for _, rows in panels]
+    with plot_style():
+        fig = Figure(figsize=(12, 0.24 * sum(heights) + 0.4), layout="constrained")
+        axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+        for ax, (title, rows) in zip(axes, panels):
+            for y, (_, diff, low, high, resolved) in enumerate(rows):
+                color = "#1f4e9c" if resolved else "#8c8c8c"
+                ax.plot([low, high], [y, y], color=color, lw=1.8)
+                ax.plot([diff], [y], "o", ms=6, color=color, mfc=color if resolved else "white")
+            ax.axvline(0, color="k", lw=0.8, ls="--")
+            ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+            ax.set_ylim(len(rows) - 0.5, -0.5)
+            ax.set_title(title, loc="left")
+            ax.set_xlabel(xlabel)
     return fig
 
 

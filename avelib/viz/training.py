@@ -143,7 +143,7 @@ __all__ = [
 def plot_stage_a_runs(summary: Mapping[str, Any]) -> Figure:
     """Validation audio->image R@1 per epoch of every tower run (`reports/tower_runs.json`), each with its 95 % CI
     over validation videos and its kept epoch marked; chance dotted."""
-    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    fig = Figure(figsize=(6.5, 3.5 + 0.15 * len(summary["runs"])), layout="constrained")
     ax = fig.add_subplot()
     for k, run in enumerate(summary["runs"]):
         rows, color = run["epochs"], f"C{k}"
@@ -158,6 +158,6 @@ def plot_stage_a_runs(summary: Mapping[str, Any]) -> Figure:
     ax.set_xlabel("epoch (0 = the pretrained start)")
     ax.set_ylabel("audio->image R@1 (validation)")
     ax.set_title("Stage A per tower run: R@1 with 95 % CI, * = kept epoch")
-    ax.legend(fontsize=7)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=7)  # below the axes: ten runs' curves fill them
     ax.grid(alpha=0.3)
     return fig
