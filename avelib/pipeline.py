@@ -174,7 +174,8 @@ CONFIRM_STAGES: tuple[Stage, ...] = (
            # persisted: an interrupted grid resumes each recipe's run
            outs=(Out("models/recipe_grid", persist=True), _result(f"{CONFIRM_REPORTS}/recipe_grid.json"))),
     _stage("tower_runs", "05b_tower_runs", "avelib.stages.tower_runs:run_tower_runs",
-           ("data.cache_dir", "data.root", "synth", "decode", "audioclip", "pretrain", "finetune", "extract", "tower_runs",
+           # a per-run pretraining also reads synth and decode: through the pool (data/pretrain), an input here
+           ("data.cache_dir", "data.root", "audioclip", "pretrain", "finetune", "extract", "tower_runs",
             "distributed.torchrun_args"), tier=CONFIRM,
            paths={"finetune_summary": "reports/finetune.json", "finetune_history": "models/finetune/history.json",
                   "pool_dir": "data/pretrain", "models_dir": "models/tower_runs", "features_dir": TOWER_FEATURES,

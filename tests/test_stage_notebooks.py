@@ -131,7 +131,7 @@ def test_the_tower_run_study(work: Path):
             "audio.h5", "visual_mean.h5", "visual_single.h5"}
     runs = read_json(work / "reports" / "confirm" / "tower_runs.json")
     assert len(runs["runs"]) == 2 and runs["kept_minus_start"]["tower_runs"] == 2
-    assert [p["kept_epoch"] >= 0 for p in runs["pretraining"]] == [True, True]  # each run's own pretraining
+    assert [p["kept_epoch"] >= 0 for p in runs["pretraining"]] == [True, True] and runs["pretraining_design"] == "shared"
     _run("tower_encoder", work)
     frozen = read_json(work / "reports" / "confirm" / "ablation_encoder.json")["variants"][0]
     assert frozen["vs_reference"]["tower_runs"] == 2 and len(frozen["across_tower_runs"]) == 2

@@ -1,10 +1,9 @@
 """Entry point of the tower_runs stage: more training runs of the towers, so tower comparisons carry their variance.
 
-Run 0 is the pretrain, finetune and extract stages' own. Run k (1 .. `tower_runs.count` - 1) trains the
-towers again with every seed shifted by k: the pretraining on the same pool (AudioSet is one fixed set;
-`pretrain.towers.seed` + k), stage A from it with the recipe run 0's grid kept (`finetune.seed` + k), then
-both feature sets. With real AudioCLIP weights (`pretrain.enabled: false`) every run starts from them and
-only stage A's seed moves. Comparisons between or across tower sets pair run k with run k
+Run 0 is the pretrain, finetune and extract stages' own. Run k (1 .. `tower_runs.count` - 1) fine-tunes the
+towers again (stage A, `finetune.seed` + k) from run 0's pretrained towers, as every run does from the one
+AudioCLIP checkpoint with real weights, then extracts both feature sets; with `tower_runs.pretraining:
+per_run` it first pretrains on the same pool (AudioSet is one fixed set; `pretrain.towers.seed` + k). Comparisons between or across tower sets pair run k with run k
 (avelib.eval.stats.tower_difference); avelib.data.features.tower_feature_dirs lists the runs' folders
 for the stages that compare them.
 """
@@ -13,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from avelib.distributed import Launch, Shard, share, torchrun_args
 from avelib.eval.results import pretraining_summary, stage_a_across_runs
@@ -35,6 +34,10 @@ class TowerRunsConfig:
     nproc: int = 2
     """Processes sharing runs 1.. (the stage's and workers, or with a multi-node `distributed.torchrun_args`
     torchrun's on each node; avelib.distributed.share), each on 1 thread."""
+    pretraining: Literal["shared", "per_run"] = "shared"
+    """shared: every run fine-tunes from run 0's pretrained towers, as every run does from the one AudioCLIP
+    checkpoint with real weights (only stage A's seed moves); per_run: run k also pretrains, with
+    `pretrain.towers.seed` + k (ignored when `pretrain.enabled` is false)."""
 
 
 def run_name(k: int) -> str:
@@ -48,12 +51,14 @@ def kept_recipe(finetune_summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_params(params: Mapping[str, Any], k: int, recipe: Mapping[str, Any], models_dir: Path) -> dict[str, Any]:
-    """Run k's params: seeds + k, run 0's recipe, its own pretrained start."""
+    """Run k's params: seeds + k, run 0's recipe; run 0's pretrained start (`audioclip.checkpoint`), or with
+    `tower_runs.pretraining: per_run` a pretraining of its own."""
     pretrain, tune = section(params, "pretrain", PretrainConfig), section(params, "finetune", FinetuneConfig)
+    own = pretrain.enabled and section(params, "tower_runs", TowerRunsConfig).pretraining == "per_run"
     p = {key: params[key] for key in params if key != "finetune_grid"}
     p["finetune"] = resolved(replace(tune, seed=tune.seed + k, **recipe))
-    p["pretrain"] = resolved(replace(pretrain, towers=replace(pretrain.towers, seed=pretrain.towers.seed + k)))
-    if pretrain.enabled:
+    p["pretrain"] = resolved(replace(pretrain, enabled=own, towers=replace(pretrain.towers, seed=pretrain.towers.seed + k)))
+    if own:
         p["audioclip"] = {**params["audioclip"], "checkpoint": str(models_dir / run_name(k) / "pretrain" / BEST)}
     return p
 
@@ -103,7 +108,16 @@ def run_tower_runs(params: Mapping[str, Any], finetune_summary: str | Path, fine
         tower_run_jobs(params, **arguments, work=work, progress=progress)
     histories = [read_json(finetune_history)] + [read_json(work / run_name(k) / "finetune" / HISTORY)
                                                  for k in range(1, cfg.count)]
-    pretrained = [Path(pretrain_dir)] + [work / run_name(k) / "pretrain" for k in range(1, cfg.count)]
-    pretraining = ([pretraining_summary(read_json(d / HISTORY)) for d in pretrained]
-                   if section(params, "pretrain", PretrainConfig).enabled else None)
-    return {"recipe": recipe, **stage_a_across_runs(histories), "pretraining": pretraining}
+    return {"recipe": recipe, **stage_a_across_runs(histories), "pretraining": _pretrainings(params, pretrain_dir, work),
+            "pretraining_design": cfg.pretraining}
+
+
+def _pretrainings(params: Mapping[str, Any], pretrain_dir: str | Path, work: Path) -> list[dict[str, Any]] | None:
+    """Each run's pretraining (kept epoch, pool validation R@1): run 0's for every run when they share it;
+    None without a pretraining (real AudioCLIP weights)."""
+    if not section(params, "pretrain", PretrainConfig).enabled:
+        return None
+    cfg = section(params, "tower_runs", TowerRunsConfig)
+    own = [work / run_name(k) / "pretrain" for k in range(1, cfg.count)] if cfg.pretraining == "per_run" else []
+    folders = [Path(pretrain_dir), *own] if own else [Path(pretrain_dir)] * cfg.count
+    return [pretraining_summary(read_json(d / HISTORY)) for d in folders]
