@@ -349,7 +349,8 @@ def dvc_stage(entry: Stage) -> dict[str, Any]:
     if entry.metrics:
         body["metrics"] = [{_dvc(m): {"cache": False}} for m in entry.metrics]
     if entry.plots:
-        body["plots"] = [{p: {"cache": False, **axes}} for p, axes in entry.plots.items()]
+        # a plot under reports/ is committed to git; one beside its checkpoints (models/) is DVC-cached, so pushed
+        body["plots"] = [{p: {"cache": not p.startswith(f"{REPORTS}/"), **axes}} for p, axes in entry.plots.items()]
     return {"foreach": f"${{{entry.foreach}}}", "do": body} if entry.foreach else body
 
 

@@ -42,7 +42,9 @@ SMOKE: dict[str, Any] = {
     "tower_runs": {"count": 2, "nproc": 1},  # one more tower run: the kill point watches one process
     "train": {"phases": [{"windows": [10], "epochs": 2}, {"windows": [10, 5, 3, 2], "epochs": 4}], "batch_size": 4},
     "evaluate": {"seeds": [0, 1]},
-    "ablations": {"refine": {"off": {"localizer": {"refine": False}}, "on": {}}},
+    # refine: one quick axis; encoder: the axis the tower-run study compares across tower runs
+    "ablations": {"refine": {"off": {"localizer": {"refine": False}}, "on": {}},
+                  "encoder": {"frozen": {"features": "frozen"}, "finetuned": {}}},
     "distributed": {"localizer_nproc": 1, "extract_nproc": 1},  # the kill points watch one process; ranks: test_distributed
     "weak": {"models": ["aveclip"], "encoders": ["finetuned"]},
     "crossmodal": {"encoders": ["finetuned"], "epochs": 3},
@@ -271,12 +273,15 @@ def test_same_seed_same_features_in_two_fresh_directories(run_a, run_c) -> None:
 # `report` reruns on every params edit: the index page shows the whole params.yaml
 COMMENT = "\n# an edit that changes no behaviour\n"
 RERUNS: dict[str, tuple[str, set[str]]] = {
-    "avelib/models/localizer.py": ("file", {"train", "evaluate", "ablate@refine", "ablation_table", "weak", "report",
+    "avelib/models/localizer.py": ("file", {"train", "evaluate", "ablate@refine", "ablate@encoder", "ablation_table",
+                                            "weak", "report", CONFIRM + "confirm_report",
                                             CONFIRM + "tower_encoder", CONFIRM + "tower_weak"}),
     "avelib/models/audioclip.py": ("file", {"data", "pretrain", "finetune", "extract", "ablation_table", "report",
+                                            CONFIRM + "confirm_report",
                                             CONFIRM + "recipe_grid", CONFIRM + "tower_runs"}),
-    "avelib/report/index.py": ("file", {"ablation_table", "report"}),  # 09_ablation_table shows the report's table
-    "localizer.hidden": ("param", {"train", "ablate@refine", "weak", "report", CONFIRM + "tower_encoder",
+    # 09_ablation_table shows the report's table; the tower-run study's page is built by the same report code
+    "avelib/report/index.py": ("file", {"ablation_table", "report", CONFIRM + "confirm_report"}),
+    "localizer.hidden": ("param", {"train", "ablate@refine", "ablate@encoder", "weak", "report", CONFIRM + "tower_encoder",
                                    CONFIRM + "tower_weak"}),  # evaluate trains baselines only
     "baselines.lr": ("param", {"evaluate", "weak", "report", CONFIRM + "tower_weak"}),
     "finetune.lr": ("param", {"finetune", "report", CONFIRM + "recipe_grid", CONFIRM + "tower_runs"}),  # extract: finetune.seed
@@ -312,7 +317,9 @@ def test_an_edit_reruns_only_the_stages_that_read_it(run_a, what) -> None:
 
 def test_dvc_metrics_show_holds_every_test_accuracy(run_a) -> None:
     shown = json.loads(dvc(run_a, "metrics", "show", "--json").stdout)
-    data = next(iter(shown.values()))["data"]["reports/headline.json"]["data"]
+    files = next(iter(shown.values()))["data"]
+    assert set(files) == {"reports/headline.json", "reports/confirm/headline.json"}  # both tiers, results only
+    data = files["reports/headline.json"]["data"]
     assert set(data["main"]) == {"aveclip", "avel", "mlp"}
     assert set(data["ablations"]["refine"]) == {"off", "on"}  # the smoke pipeline's one axis
     assert set(data["weak"]) == {"aveclip_finetuned"}
