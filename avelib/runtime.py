@@ -64,10 +64,10 @@ def numerics_state() -> dict[str, object]:
 
 
 def pool_context() -> mp.context.BaseContext:
-    """Process pools of the media workers (decode, SynthAVE, stand-ins): fork where available, so
-    callers need no `if __name__ == "__main__"` guard and start fast; the workers decode (PyAV) and resize
-    (torchvision, torch on one thread)."""
-    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    """Process pools of the media workers (decode, SynthAVE, stand-ins): forked from a fresh server process
+    where available, never from the caller. A worker forked from a process that had run multi-threaded torch
+    ops could hang in torchvision's resize (OpenMP's state is not fork-safe)."""
+    return mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
 
 
 def peak_rss_mib() -> float:

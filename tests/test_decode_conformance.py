@@ -90,8 +90,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def caches(videos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[int, SegmentCache]:
-    """S -> the segment cache of every video, built in this process. Forked workers after a multi-threaded torch
-    op still hung in a fresh-clone CI run (xdist worker) though not here: a known defect, see CHANGELOG."""
+    """S -> the segment cache of every video, built in this process (the workers' path: tests/test_cache.py)."""
     root = write_layout(tmp_path_factory.mktemp("ave") / "root", videos)
     out = {}
     for size in SIZES:
