@@ -17,7 +17,8 @@ DEFAULT_PARAMS = "params.yaml"
 
 
 def _report(args: argparse.Namespace) -> int:
-    from avelib.report.index import report_config, write_report
+    from avelib.report.config import report_config
+    from avelib.report.index import write_report
 
     out = write_report(report_config(args.params), args.params, args.lock, args.reports_dir, args.out)
     print(f"wrote {out}")

@@ -213,7 +213,7 @@ def params_sections() -> dict[str, type]:
     from avelib.distributed import DistributedConfig
     from avelib.models.audioclip import AudioCLIPParams
     from avelib.models.localizer import LocalizerConfig
-    from avelib.report import ReportConfig
+    from avelib.report.config import ReportConfig
     from avelib.stages.tower_runs import TowerRunsConfig
     from avelib.train.contrastive import FinetuneConfig
     from avelib.train.distance import CrossmodalConfig

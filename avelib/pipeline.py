@@ -12,8 +12,8 @@ strings is the key (`${key}` in dvc.yaml).
 
 Two tiers, two pipelines from this one table: the quick study (`dvc.yaml`, `dvc repro`) runs the whole suite
 on one training run of the towers; the tower-run study (`confirm/dvc.yaml` with its own lock, `make confirm`)
-holds the recipe grid, the further tower runs and every comparison between tower sets, under
-`reports/confirm/`. No quick stage reads a tower-run study output, so a bare `dvc repro` stays quick.
+holds the recipe grid, the further tower runs and every comparison between tower sets, with every run on the
+frozen towers (avelib.data.features.study_encoders), under `reports/confirm/`. No quick stage reads a tower-run study output, so a bare `dvc repro` stays quick.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ QUICK_STAGES: tuple[Stage, ...] = (
            foreach="ablations",
            paths={"axis": "{item}", "features_root": "data/features", "main_metrics": "models/localizer/metrics.json",
                   "out": "reports/ablations/{item}.json", "out_dir": "models/ablations/{item}"},
-           inputs=("models/localizer", "data/features/finetuned", "data/features/frozen"), ranks=True,
+           inputs=("models/localizer", "data/features/finetuned"), ranks=True,
            outs=(Out("models/ablations/{item}"), _result("reports/ablations/{item}.json"))),
     _stage("ablation_table", "09_ablation_table", "avelib.train.ablations:merge_axes", (),
            paths={"axes_dir": "reports/ablations", "out": "reports/ablations.json"},
@@ -149,12 +149,12 @@ QUICK_STAGES: tuple[Stage, ...] = (
     _stage("weak", "10_weak", "avelib.stages.weak:run_weak", (*LOCALIZER_KEYS, "baselines", "weak"),
            paths={"features_root": "data/features", "supervised_metrics": "models/localizer/metrics.json",
                   "out": "reports/weak.json", "out_dir": "models/weak"},
-           inputs=("data/features/finetuned", "data/features/frozen", "models/localizer"), ranks=True,
+           inputs=("data/features/finetuned", "models/localizer"), ranks=True,
            outs=(Out("models/weak"), _result("reports/weak.json"))),
     _stage("crossmodal", "11_crossmodal", "avelib.stages.crossmodal:run_crossmodal",
            ("data", "evaluate.seeds", "evaluate.visual", "crossmodal"),
            paths={"features_root": "data/features", "out": "reports/crossmodal.json"},
-           inputs=("data/features/finetuned", "data/features/frozen"), outs=(_result("reports/crossmodal.json"),)),
+           inputs=("data/features/finetuned",), outs=(_result("reports/crossmodal.json"),)),
     Stage("report", None, "avelib.report.index:write_report", ("report",), command="python -m avelib report",
           inputs=("params.yaml",  # the page shows the whole file
                   "reports/metrics.json", "reports/baselines.json", "reports/ablations.json", "reports/finetune.json",

@@ -64,7 +64,8 @@ def run_release_chain(release_dir: str | Path, out: str | Path, params_path: str
                       stages: tuple[str, ...] = STAGES) -> Path:
     """Every stage of `stages` that applies, on the release folder `release_dir`; returns the index page."""
     from avelib.notebook import check_params, execute_stage  # the runner of dvc.yaml
-    from avelib.report.index import ReportConfig, write_report
+    from avelib.report.config import ReportConfig
+    from avelib.report.index import write_report
 
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:

@@ -48,9 +48,10 @@ def test_one_sign_convention_across_tables_and_pages(tmp_path: Path) -> None:
 def test_confirm_page_renders_what_exists_and_notes_what_does_not(tmp_path: Path) -> None:
     reports, _, _ = make_complete_reports(tmp_path)
     page = write_confirm_report(reports, reports / "confirm" / "index.html", tmp_path / "absent.lock").read_text()
-    for anchor in ('id="tower-runs"', 'id="tower-comparisons"', 'id="recipe-grid"', 'id="answer"', 'href="../index.html"'):
+    for anchor in ('id="tower-runs"', 'id="tower-comparisons"', 'id="recipe-grid"', 'id="answer"', 'href="../index.html"',
+                   'id="weak-table"', 'id="crossmodal-table"'):
         assert anchor in page, anchor
-    assert page.count("data:image/png;base64,") == 2  # stage A per tower run, the forest plot
+    assert page.count("data:image/png;base64,") == 4  # stage A per tower run, the forest plot, weak and A2V examples
     (reports / "confirm" / "tower_runs.json").unlink()
     (reports / "confirm" / "recipe_grid.json").unlink()
     out = tmp_path / "site" / "confirm.html"

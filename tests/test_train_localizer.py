@@ -15,6 +15,7 @@ from avelib.models.baselines import BaselineConfig
 from avelib.models.localizer import LocalizerConfig
 from avelib.params import ParamsError, load_params, section
 from avelib.train.localizer import BaselinesConfig, EvalConfig, PhaseConfig, TrainConfig, predict_arrays, train_model
+from avelib.train.optim import adam
 from avelib.train.runs import build_model, train_seeds
 from avelib.train.seeding import seed_everything
 
@@ -49,6 +50,23 @@ def test_deterministic_same_seed(data):
     assert [h["val_accuracy"] for h in r1.history] == [h["val_accuracy"] for h in r2.history]
     for k, t in m1.state_dict().items():
         assert torch.equal(t, m2.state_dict()[k]), k
+
+
+def test_the_multi_tensor_adam_gives_the_bits_of_the_per_tensor_one():
+    def trained(optimizer):
+        seed_everything(0)
+        model = build_model("aveclip", LocalizerConfig(hidden=16, heads=2), 8, 8)
+        opt = optimizer(model)
+        a, v, y = torch.randn(4, 10, 8), torch.randn(4, 10, 8), torch.randint(0, 29, (4, 10))
+        for _ in range(5):
+            opt.zero_grad(set_to_none=True)
+            model.loss(model(a, v), y).backward()
+            opt.step()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    ours = trained(lambda m: adam(m, 3e-3, 1e-4))
+    per_tensor = trained(lambda m: torch.optim.Adam(m.parameters(), lr=3e-3, weight_decay=1e-4, foreach=False))
+    assert torch.equal(ours, per_tensor)
 
 
 def test_history_phases_and_best_epoch(data, tmp_path):

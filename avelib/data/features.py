@@ -50,6 +50,13 @@ def tower_run_count(params: Mapping[str, Any]) -> int:
     return value(params, "tower_runs.count", int) if "tower_runs" in params else 1
 
 
+def study_encoders(encoders: tuple[str, ...], params: Mapping[str, Any], main: str) -> tuple[str, ...]:
+    """The feature folders of `encoders` that a stage trains on: every one in the tower-run study; in the quick study
+    only the `main` run's. Other towers' runs serve comparisons between tower sets, which one tower run cannot
+    resolve: the tower-run study trains them, run 0's included."""
+    return tuple(encoders) if tower_run_count(params) > 1 else tuple(e for e in encoders if e == main)
+
+
 def write_features(path: str | Path, array: np.ndarray) -> None:
     """Write a [N,10,E] array as float32 under key `avadataset`, atomically."""
     arr = np.asarray(array)

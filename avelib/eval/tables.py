@@ -274,6 +274,13 @@ def _task_lines(reports: Path) -> list[str]:
     return lines
 
 
+def _not_in_quick(study: Mapping[str, Any], quick: Path) -> list[Mapping[str, Any]]:
+    """The tower-run study's comparisons that the quick study's file (`quick`) does not have: those between tower
+    sets and those on the frozen towers, which only the tower-run study trains."""
+    have = {(c["a"], c["b"]) for c in read_json(quick)["comparisons"]} if quick.is_file() else set()
+    return [c for c in study["comparisons"] if c.get("tower_runs", 1) > 1 or (c["a"], c["b"]) not in have]
+
+
 def _confirm_lines(folder: Path) -> list[str]:
     """The tower-run study: the recipe grid, stage A per tower run, and every comparison between tower sets."""
     def missing(name: str) -> list[str]:
@@ -288,13 +295,12 @@ def _confirm_lines(folder: Path) -> list[str]:
         lines += _ablation_table(load_ablations(folder / "ablation_encoder.json")) + [""]
     else:
         lines += missing("ablation_encoder.json")
-    for name, caption in (("weak.json", "Weakly supervised, fine-tuned against frozen towers:"),
-                          ("crossmodal.json", "Cross-modality, comparisons that involve the towers:")):
+    for name, caption in (("weak.json", "Weakly supervised: fine-tuned against frozen towers, and the runs on frozen towers:"),
+                          ("crossmodal.json", "Cross-modality: the comparisons between tower sets, and those on frozen towers:")):
         if not (folder / name).is_file():
             lines += missing(name)
             continue
-        towers = [c for c in read_json(folder / name)["comparisons"] if c.get("tower_runs")]
-        lines += [caption, ""] + _comparison_rows(towers) + [""]
+        lines += [caption, ""] + _comparison_rows(_not_in_quick(read_json(folder / name), folder.parent / name)) + [""]
     return lines[:-1]
 
 

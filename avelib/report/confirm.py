@@ -12,7 +12,7 @@ from pathlib import Path
 from avelib.eval.headline import headline
 from avelib.io import write_json
 from avelib.report import blocks as B
-from avelib.report import sections, towers
+from avelib.report import sections, tasks, towers
 from avelib.report.environment import notebook_names
 
 TITLE = "AVE-CLIP reproduction: tower-run study"
@@ -33,6 +33,10 @@ def render_confirm(reports_dir: str | Path = "reports", out: str | Path = "repor
                   towers.tower_runs(folder)),
         B.section("tower-forest", "Forest plot", "Paired differences between tower sets (forest plot)",
                   towers.tower_forest(folder)),
+        B.section("tasks", "Weak and cross-modal", "Weak and cross-modal localization of tower run 0, frozen towers "
+                  "included (the quick study trains the fine-tuned towers only)",
+                  [B.heading("Weakly supervised", "weak"), *tasks.weak(folder),
+                   B.heading("Cross-modality", "crossmodal"), *tasks.crossmodal(folder)]),
         B.section("recipe-grid", "Recipe grid", "Stage A's recipe grid", towers.recipe_grid(folder)),
         B.section("notebooks", "Notebooks", "Executed notebooks",
                   sections.notebooks(folder / "html", out, notebooks, "make confirm")),

@@ -9,16 +9,14 @@ build time, so rebuilding it from the same inputs gives the same bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from avelib.eval.headline import headline
 from avelib.io import write_json
-from avelib.params import load_params, section
-from avelib.predict import PredictDefaults
 from avelib.report import blocks as B
 from avelib.report import sections, tasks
+from avelib.report.config import ReportConfig
 from avelib.report.differences import FOREST_CAPTION, differences, forest
 from avelib.report.environment import (DEFAULT_PACKAGES, data_hashes, environment_info, notebook_names, stale_stages,
                                        timings_summary)
@@ -29,31 +27,6 @@ from avelib.runtime import numerics_state
 CONFIRM_PAGE = "confirm/index.html"  # under the reports folder (avelib.pipeline: the confirm tier's reports)
 INTRO = ("AVE-CLIP (WACV 2023) reproduced with avelib. Every number of ours comes from the files under the reports "
          "folder and is measured on the dataset it names; published numbers (real AVE) have a table of their own.")
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    """params.yaml section `report`: the index page and own-video inference defaults."""
-
-    reports_dir: str = "reports"
-    """Folder the pipeline writes its reports into (metrics.json, ablations.json, figures/, html/, ...)."""
-    out: str = "reports/index.html"
-    """The page written by `python -m avelib report`."""
-    title: str = "AVE-CLIP reproduction"
-    """Title of the index page."""
-    packages: tuple[str, ...] = DEFAULT_PACKAGES
-    """Python packages whose installed versions the environment section lists."""
-    predict: PredictDefaults = field(default_factory=PredictDefaults)
-    """Defaults of `python -m avelib predict` (each overridable on the command line)."""
-
-
-def report_config(params_path: str | Path = "params.yaml") -> ReportConfig:
-    """The `report` section of params.yaml (defaults when the file or the section is absent)."""
-    path = Path(params_path)
-    if not path.is_file():
-        return ReportConfig()
-    params = load_params(path)
-    return section(params, "report", ReportConfig) if "report" in params else ReportConfig()
 
 
 def _timings(reports: Path) -> list[B.Block]:
@@ -81,7 +54,9 @@ def _hashes(lock_path: Path) -> list[B.Block]:
 def _confirm(out: Path, reports: Path) -> list[B.Block]:
     """One sentence on the tower-run study and the relative link to its page."""
     return [B.linked("The tower-run study answers whether fine-tuning the towers beats frozen towers beyond the "
-                     "spread of the towers' own training, by repeating that training and resampling the runs; its page,",
+                     "spread of the towers' own training, by repeating that training and resampling the runs. It also "
+                     "holds every run on the frozen towers (the encoder axis's frozen variant, weak and cross-modal "
+                     "localization on frozen towers): one tower run cannot compare tower sets. Its page,",
                      B.relative(reports / CONFIRM_PAGE, out), CONFIRM_PAGE, ", exists once `make confirm` has run.")]
 
 

@@ -104,6 +104,10 @@ def ablation_table(variants: Sequence[Mapping[str, Any]]) -> Block:
     return B.table(B.ci_says(ABLATION_HEADER, VIDEOS_SEEDS), rows, id=f"ablation-table-{axis}")
 
 
+TOWER_RUN_STUDY = ("on other towers' features, so a comparison between tower sets: trained and compared across tower "
+                   "runs by the tower-run study (`make confirm`).")
+
+
 def ablation_table_html(variants: Sequence[Mapping[str, Any]]) -> str:
     """`ablation_table` as HTML (the ablation notebooks display it)."""
     return B.render_block(ablation_table(variants))
@@ -115,8 +119,11 @@ def ablations(reports: Path) -> list[Block]:
     if not path.is_file():
         return [B.missing(path)]
     out: list[Block] = [B.text(ABLATIONS_CAPTION, "cap")]
+    elsewhere = read_mapping(path).get("in_tower_run_study", {})
     for axis, variants in load_ablations(path).items():
         out += [B.heading(axis, f"ablation-{axis}"), ablation_table(variants)]
+        if elsewhere.get(axis):
+            out.append(B.text(f"{', '.join(elsewhere[axis])}: {TOWER_RUN_STUDY}", "cap"))
     return out if len(out) > 1 else [B.na(f"{path}: no variants")]
 
 

@@ -1,9 +1,10 @@
 """Entry point of the weak stage: localization trained from video-level labels only.
 
 Every model of `weak.models` is trained on every feature folder of `weak.encoders` (fine-tuned and
-frozen towers by default), of run 0 in the quick study and of every tower run in the tower-run study
-(`tower_runs.count`, avelib.stages.tower_runs), each run on its own seeds; the per-seed records are built in `<out_dir>.partial/`
-(avelib.io.resumable_dir), so a killed run keeps the seeds it finished.
+frozen towers by default) of every tower run in the tower-run study (`tower_runs.count`, avelib.stages.tower_runs),
+each run on its own seeds; the quick study trains on run 0's main features only (avelib.data.features.study_encoders).
+The per-seed records are built in `<out_dir>.partial/` (avelib.io.resumable_dir), so a killed run keeps the seeds it
+finished.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from avelib.data.cache import DataConfig, dataset_label
-from avelib.data.features import TOWER_RUNS_DIR, load_feature_set, tower_feature_dirs, tower_run_count
-from avelib.data.release import load_labels
+from avelib.data.features import TOWER_RUNS_DIR, load_feature_set, study_encoders, tower_feature_dirs, tower_run_count
+from avelib.data.release import load_labels, main_encoder
 from avelib.distributed import Shard, launch, ownership, share
 from avelib.eval.tasks import weak_summary
 from avelib.io import read_json, resumable_dir
@@ -34,15 +35,16 @@ WEAK_PROTOCOL = (
 
 def weak_jobs(params: Mapping[str, Any], features_root: str, work: Path, shard: Shard | None = None,
               progress: bool = True) -> dict[tuple[str, str], list[Any]]:
-    """Every model of `weak.models` trained weakly on every `weak.encoders` folder of every tower run
-    (avelib.data.features.tower_feature_dirs), records in `work`: {(model, encoder): [run 0's, run 1's, ...]}."""
-    dataset = load_labels(section(params, "data", DataConfig))
+    """Every model of `weak.models` trained weakly on the `weak.encoders` folders of the study
+    (avelib.data.features.study_encoders, tower_feature_dirs), records in `work`: {(model, encoder): [run 0's, run 1's, ...]}."""
+    data = section(params, "data", DataConfig)
+    dataset = load_labels(data)
     loc, train, evaluate = localizer_configs(params)
     weak = section(params, "weak", WeakConfig)
     baselines = section(params, "baselines", BaselinesConfig)
     owns_next = ownership(shard)  # one order of seeds over every run below
     runs: dict[tuple[str, str], list[Any]] = {}
-    for enc in weak.encoders:
+    for enc in study_encoders(weak.encoders, params, main_encoder(data)):
         for k, folder in enumerate(tower_feature_dirs(features_root, enc, tower_run_count(params))):
             features = load_feature_set(folder, visual=evaluate.visual)
             seeds = replace(evaluate, seeds=tower_run_seeds(evaluate.seeds, k))

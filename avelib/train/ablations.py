@@ -88,7 +88,8 @@ def run_axis(
     variant keeps its seeds' checkpoints in `<out_dir>/<variant>/` (and resumes from them). With
     `peer_protocol` each trained variant also records the peers' test-selected figures (avelib.eval.peer).
     `owns_next`: one process's share of the seeds of every trained run, as in train_seeds ({} is returned).
-    A variant on other towers' features is also trained, with the full model, on tower runs 1 .. `tower_runs` - 1.
+    A variant on other towers' features is also trained, with the full model, on tower runs 1 .. `tower_runs` - 1;
+    with one tower run (the quick study) it is not trained at all and listed under `in_tower_run_study`.
     """
     main_configs = variant_configs({}, base, "main run", main_features)  # not a params key: base reads are the stage's own
     runs, full, reference, configs = {}, set(), main_run, {}
@@ -97,6 +98,8 @@ def run_axis(
     for name in sorted(variants):
         configs[name] = variant_configs(variants[name] or {}, base, f"ablations.{axis}.{name}", main_features)
         features, loc, train, evaluate = configs[name]
+        if features != main_features and tower_runs == 1:
+            continue  # another tower set: trained by the tower-run study (avelib.data.features.study_encoders)
         if configs[name] == main_configs:
             full.add(name)
         if main_run is not None and name in full:
@@ -117,12 +120,13 @@ def run_axis(
     full_runs = [reference, *more.get(FULL_MODEL, [])]
     entries = [_entry(axis, name, variants[name] or {}, runs[name], reference, name in full, dataset,
                       full_runs if name in other_towers else None, more.get(name, []))
-               for name in variants]  # in params order
+               for name in variants if name in runs]  # in params order
     for entry in entries:  # each run's test accuracy, run 0 first: the spread of run 0's (avelib.eval.compare)
         runs_of = full_runs if entry["is_full_model"] else [runs[entry["name"]], *more.get(entry["name"], [])]
         if more and len(runs_of) > 1:
             entry["across_tower_runs"] = [r["test_accuracy"]["mean"] for r in runs_of]
-    return {"axis": axis, "variants": entries}
+    elsewhere = [name for name in variants if name not in runs]
+    return {"axis": axis, "variants": entries, **({"in_tower_run_study": elsewhere} if elsewhere else {})}
 
 
 FULL_MODEL = "full_model"  # the full model's runs on tower runs 1.. (under <out_dir>/tower_runs/run<k>/)
@@ -158,14 +162,18 @@ def _entry(axis: str, name: str, overrides: Mapping[str, Any], run: Mapping[str,
 
 
 def merge_axes(paths: list[Path]) -> dict[str, Any]:
-    """`reports/ablations.json`: the variants of every axis file, in the order given."""
+    """`reports/ablations.json`: the variants of every axis file, in the order given, and by axis the variants
+    left to the tower-run study."""
     variants: list[dict[str, Any]] = []
+    elsewhere: dict[str, list[str]] = {}
     for path in paths:
         data = read_json(path)
         if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
             raise ValueError(f"{path}: expected an ablation axis file with a 'variants' list")
         variants.extend(data["variants"])
-    return {"variants": variants}
+        if data.get("in_tower_run_study"):
+            elsewhere[str(data["axis"])] = list(data["in_tower_run_study"])
+    return {"variants": variants, **({"in_tower_run_study": elsewhere} if elsewhere else {})}
 
 
 def write_axis(result: Mapping[str, Any], path: str | Path) -> None:

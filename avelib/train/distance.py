@@ -19,6 +19,7 @@ from avelib.data.ave import BACKGROUND
 from avelib.eval import crossmodal as X
 from avelib.models.device import cpu_state
 from avelib.models.distance import DistanceNet, contrastive_loss
+from avelib.train.optim import adam
 from avelib.train.seeding import seed_everything
 
 
@@ -80,7 +81,7 @@ def train_distance(audio: np.ndarray, visual: np.ndarray, labels: np.ndarray, sp
     val = (audio[va][keep], visual[va][keep], starts[keep], lengths[keep])
     if not keep.any():
         print(f"distance seed {seed}: no validation video has a 1-9 s event; the last epoch is kept")
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = adam(model, cfg.lr)
     history: list[dict[str, Any]] = []
     best, best_state = -1.0, cpu_state(model)
     for epoch in tqdm(range(cfg.epochs), desc=f"distance seed {seed}", disable=None if progress else True):

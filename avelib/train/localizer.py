@@ -25,6 +25,7 @@ from avelib.models.baselines import BaselineConfig, segment_predictions
 from avelib.models.device import cpu_state, resolve_device
 from avelib.params import resolved
 from avelib.train.checkpointing import LAST, load_resume_point, save_resume_point, save_torch
+from avelib.train.optim import adam
 from avelib.train.seeding import seed_everything
 
 RESUME_POINT_SECONDS = 10.0
@@ -232,9 +233,8 @@ def train_model(
 
     Build (and seed) the model before calling: the initial weights are part of the run's fingerprint.
     With `out_dir`, `last.pt` is written at most every RESUME_POINT_SECONDS and after the last epoch of the
-    call, and a re-run with the same config, seed,
-    initial weights and data resumes from it (otherwise it restarts); `best.pt` and `history.json`
-    are written at the end. `stop_after` ends this call after that many epochs (interruption, for tests).
+    call, and a re-run with the same config, seed, initial weights and data resumes from it (otherwise it
+    restarts); `best.pt` and `history.json` are written at the end. `stop_after` ends this call after that many epochs (interruption, for tests).
     `test_selection` also scores the test split after every epoch for the peers' protocol (avelib.eval.peer);
     it reads no RNG, so the run is the same with or without it.
     On return the model is on the CPU with the best (validation) weights and windows.
@@ -249,7 +249,7 @@ def train_model(
     device = resolve_device(cfg.device)
     data = _Data.on(device, audio, visual, y, splits)
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adam(model, cfg.lr, cfg.weight_decay)
     total = sum(n for _, n in phase_plan(cfg))
     state = _State(model, opt, make_scheduler(opt, cfg, total), gen, run_id,
                    Path(out_dir) / LAST if out_dir is not None else None, test_selection)

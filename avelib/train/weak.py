@@ -40,6 +40,7 @@ from avelib.models.device import cpu_state
 from avelib.models.localizer import NUM_EVENTS, AVECLIPLocalizer
 from avelib.train.localizer import (TrainConfig, as_float_tensor, make_scheduler, phase_plan, set_windows, train_epoch,
                                    windows_at)
+from avelib.train.optim import adam
 from avelib.train.runs import build_model
 from avelib.train.seeding import seed_everything
 
@@ -148,7 +149,7 @@ def train_weak(model: torch.nn.Module, features: tuple[Any, Any], video_labels: 
     va = torch.as_tensor(np.asarray(splits["val"]), dtype=torch.int64)  # [Nva]
     phases = phase_plan(cfg)
     total = sum(n for _, n in phases)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adam(model, cfg.lr, cfg.weight_decay)
     sched = make_scheduler(opt, cfg, total)
     history: list[dict[str, Any]] = []
     best_loss, best_epoch, best_state, best_windows = float("inf"), -1, cpu_state(model), None
