@@ -159,7 +159,7 @@ KILLS: dict[str, tuple[Callable[[Path], bool], str, list[str]]] = {
     "pretrain": (lambda w: (w / "models/pretrain/last.pt").is_file(), "finetune: resumed from", []),
     "finetune": (lambda w: _epochs(w / "models/finetune/history.json") >= 2, "finetune: resumed from", []),
     "extract": (lambda w: _chunks_done(w / "data/features/finetuned.partial/chunks_done.npy") >= 1, "extract: continuing",
-                ["data/features/finetuned", "data/features/frozen"]),
+                ["data/features/finetuned"]),
     CONFIRM + "tower_runs": (lambda w: _epochs(w / "models/tower_runs/run1/finetune/history.json") >= 2,
                              "finetune: resumed from", ["data/features/tower_runs/run1/finetuned", "reports/confirm/tower_runs.json"]),
     "train": (lambda w: (w / "models/localizer.partial/seed0/last.pt").is_file(), "seed 0: resumed from",

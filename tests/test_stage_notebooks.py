@@ -75,9 +75,9 @@ def test_pretrain_finetune_and_extract(work: Path):
     _run("finetune", work)
     assert (work / "models" / "finetune" / "best.pt").is_file()
     _run("extract", work)
-    for enc in ("finetuned", "frozen"):
-        assert {p.name for p in (work / "data" / "features" / enc).glob("*.h5")} == {
-            "audio.h5", "visual_mean.h5", "visual_single.h5"}
+    assert {p.name for p in (work / "data" / "features" / "finetuned").glob("*.h5")} == {
+        "audio.h5", "visual_mean.h5", "visual_single.h5"}
+    assert not (work / "data" / "features" / "frozen").exists()  # the tower-run study's (tower_runs)
 
 
 def test_train_and_evaluate(work: Path):
@@ -128,8 +128,8 @@ def test_the_tower_run_study(work: Path):
     grid = read_json(work / "reports" / "confirm" / "recipe_grid.json")["grid"]
     assert len(grid) == 4 and sum(r["chosen"] for r in grid) == 1 and sum(r["configured"] for r in grid) == 1
     _run("tower_runs", work)
-    for enc in ("finetuned", "frozen"):
-        assert {p.name for p in (work / "data" / "features" / "tower_runs" / "run1" / enc).glob("*.h5")} == {
+    for folder in ("tower_runs/run1/finetuned", "tower_runs/run1/frozen", "frozen"):  # run 0's frozen side too
+        assert {p.name for p in (work / "data" / "features" / folder).glob("*.h5")} == {
             "audio.h5", "visual_mean.h5", "visual_single.h5"}
     runs = read_json(work / "reports" / "confirm" / "tower_runs.json")
     assert len(runs["runs"]) == 2 and runs["kept_minus_start"]["tower_runs"] == 2

@@ -89,11 +89,13 @@ JOBS = {"tower_runs": tower_run_jobs}
 
 def run_tower_runs(params: Mapping[str, Any], finetune_summary: str | Path, finetune_history: str | Path,
                    pool_dir: str | Path, models_dir: str | Path, features_dir: str | Path, pretrain_dir: str | Path,
-                   progress: bool = True) -> dict[str, Any]:
-    """Train runs 1.. of `tower_runs.count` (on `tower_runs.nproc` processes); `reports/tower_runs.json`: stage A
+                   frozen_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Extract run 0's frozen features into `frozen_dir` (the quick study trains on the fine-tuned towers only), then
+    train runs 1.. of `tower_runs.count` (on `tower_runs.nproc` processes); `reports/tower_runs.json`: stage A
     per run, run 0's from the finetune stage (its `history.json`, and the recipe its grid kept, from
     `reports/finetune.json`), and each run's pretraining (run 0's in `pretrain_dir`; null when disabled)."""
     cfg = section(params, "tower_runs", TowerRunsConfig)
+    run_extract(params, value(params, "data.cache_dir", str), None, frozen_dir, progress)  # as the extract stage would
     recipe = kept_recipe(read_json(finetune_summary))
     arguments = {"recipe": recipe, "pool_dir": str(pool_dir), "cache_dir": value(params, "data.cache_dir", str),
                  "dataset_root": value(params, "data.root", str), "models_dir": str(models_dir),
