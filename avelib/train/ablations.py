@@ -92,41 +92,62 @@ def run_axis(
     with one tower run (the quick study) it is not trained at all and listed under `in_tower_run_study`.
     """
     main_configs = variant_configs({}, base, "main run", main_features)  # not a params key: base reads are the stage's own
-    runs, full, reference, configs = {}, set(), main_run, {}
-    # jobs in name order: every process numbers them alike, whatever order its params came in (a worker's
-    # spec is key-sorted JSON); the attention axis's variants were trained twice and half of them by no worker
-    for name in sorted(variants):
-        configs[name] = variant_configs(variants[name] or {}, base, f"ablations.{axis}.{name}", main_features)
-        features, loc, train, evaluate = configs[name]
-        if features != main_features and tower_runs == 1:
-            continue  # another tower set: trained by the tower-run study (avelib.data.features.study_encoders)
-        if configs[name] == main_configs:
-            full.add(name)
-        if main_run is not None and name in full:
-            runs[name] = main_run
-        else:
-            trained = main_dir if main_dir is not None and same_training(configs[name], main_configs) else None
-            runs[name] = train_seeds(Path(features_root) / features, labels, dict(splits), "aveclip", loc, train,
-                                        evaluate, out_dir=Path(out_dir) / name if out_dir is not None else None,
-                                        dataset=dataset, progress=progress, encoder=features, owns_next=owns_next,
-                                        trained=trained, peer_protocol=peer_protocol)
-        if reference is None and name in full:
-            reference = runs[name]
-    other_towers = {name: c for name, c in configs.items() if c[0] != main_features}
+    configs = {name: variant_configs(variants[name] or {}, base, f"ablations.{axis}.{name}", main_features)
+               for name in sorted(variants)}  # name order: see _run0_variants
+    trained_here = {name: c for name, c in configs.items() if c[0] == main_features or tower_runs > 1}
+    full = {name for name, c in trained_here.items() if c == main_configs}
+
+    def train_variant(name: str, features_dir: Path, trained: str | Path | None) -> dict[str, Any]:
+        return train_seeds(features_dir, labels, dict(splits), "aveclip", *configs[name][1:],
+                           out_dir=Path(out_dir) / name if out_dir is not None else None, dataset=dataset,
+                           progress=progress, encoder=configs[name][0], owns_next=owns_next, trained=trained,
+                           peer_protocol=peer_protocol)
+
+    runs = _run0_variants(trained_here, main_configs, full, main_run, main_dir, Path(features_root), train_variant)
+    other_towers = {name: c for name, c in trained_here.items() if c[0] != main_features}
     more = _tower_runs({FULL_MODEL: main_configs, **other_towers}, features_root, tower_runs, labels, splits, dataset,
                        progress, out_dir, owns_next) if other_towers else {}
     if owns_next is not None:  # a rank or worker only trains (avelib.distributed)
         return {}
-    full_runs = [reference, *more.get(FULL_MODEL, [])]
-    entries = [_entry(axis, name, variants[name] or {}, runs[name], reference, name in full, dataset,
-                      full_runs if name in other_towers else None, more.get(name, []))
-               for name in variants if name in runs]  # in params order
-    for entry in entries:  # each run's test accuracy, run 0 first: the spread of run 0's (avelib.eval.compare)
-        runs_of = full_runs if entry["is_full_model"] else [runs[entry["name"]], *more.get(entry["name"], [])]
-        if more and len(runs_of) > 1:
-            entry["across_tower_runs"] = [r["test_accuracy"]["mean"] for r in runs_of]
+    reference = main_run if main_run is not None else next((runs[n] for n in sorted(runs) if n in full), None)
+    entries = _entries(axis, variants, runs, more, reference, full, set(other_towers), dataset)
     elsewhere = [name for name in variants if name not in runs]
     return {"axis": axis, "variants": entries, **({"in_tower_run_study": elsewhere} if elsewhere else {})}
+
+
+def _run0_variants(configs: Mapping[str, tuple[str, LocalizerConfig, TrainConfig, EvalConfig]],
+                   main_configs: tuple[str, LocalizerConfig, TrainConfig, EvalConfig], full: set[str],
+                   main_run: Mapping[str, Any] | None, main_dir: str | Path | None, features_root: Path,
+                   train_variant: Callable[[str, Path, str | Path | None], dict[str, Any]]) -> dict[str, Any]:
+    """Each variant's runs on run 0's towers: the main run's numbers for the full model where given, else trained
+    (only evaluated from `main_dir`'s checkpoints when it trains as the main run)."""
+    runs: dict[str, Any] = {}
+    # jobs in name order: every process numbers them alike, whatever order its params came in (a worker's
+    # spec is key-sorted JSON); the attention axis's variants were trained twice and half of them by no worker
+    for name in sorted(configs):
+        if main_run is not None and name in full:
+            runs[name] = main_run
+            continue
+        trained = main_dir if main_dir is not None and same_training(configs[name], main_configs) else None
+        runs[name] = train_variant(name, features_root / configs[name][0], trained)
+    return runs
+
+
+def _entries(axis: str, variants: Mapping[str, Mapping[str, Any]], runs: Mapping[str, Any],
+             more: Mapping[str, list[dict[str, Any]]], reference: Mapping[str, Any] | None, full: set[str],
+             other_towers: set[str], dataset: str) -> list[dict[str, Any]]:
+    """The axis file's variants in params order; with further tower runs, each run's test accuracy, run 0 first
+    (the spread of run 0's numbers, avelib.eval.compare)."""
+    full_runs = [reference, *more.get(FULL_MODEL, [])]
+    entries = []
+    for name in (n for n in variants if n in runs):
+        entry = _entry(axis, name, variants[name] or {}, runs[name], reference, name in full, dataset,
+                       full_runs if name in other_towers else None, more.get(name, []))
+        runs_of = full_runs if entry["is_full_model"] else [runs[name], *more.get(name, [])]
+        if more and len(runs_of) > 1:
+            entry["across_tower_runs"] = [r["test_accuracy"]["mean"] for r in runs_of]
+        entries.append(entry)
+    return entries
 
 
 FULL_MODEL = "full_model"  # the full model's runs on tower runs 1.. (under <out_dir>/tower_runs/run<k>/)
