@@ -10,18 +10,21 @@ STAMP   = $(VENV)/.installed
 # the pipeline's tools (dvc, papermill, jupyter) come from the venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install repro confirm test faults paper-smoke weights report walkthrough clean-venv
+.PHONY: install lock repro confirm test faults paper-smoke weights report walkthrough clean-venv
 
 install: $(STAMP)
 
-# Reinstall when the declared dependencies change; uv resolves and installs in seconds when cached.
+# Reinstall when the dependencies change. The exact versions come from requirements.lock: a new release of a
+# dependency (PyAV's bundled encoder, numpy) changes the bytes of SynthAVE and so every result, so a clone
+# installs the versions the committed run used. `make lock` re-resolves them from pyproject.toml's ranges.
 # --compile-bytecode: every stage kernel, torchrun rank and test worker then reads torch & co. from .pyc
 # instead of compiling them at import (~6 s per process where PYTHONDONTWRITEBYTECODE is set, as in CI).
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "no Python 3.11-3.14 on PATH (pyproject.toml requires-python): make PYTHON=/path/to/python3.1x" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install --python $(PY) --quiet --compile-bytecode -e .
+	$(VENV)/bin/uv pip install --python $(PY) --quiet --compile-bytecode -r requirements.lock
+	$(VENV)/bin/uv pip install --python $(PY) --quiet --compile-bytecode --no-deps -e .
 	$(PY) -m avelib plots-template --out .dvc/plots_template.html  # offline `dvc plots show`
 	touch $@
 
@@ -58,6 +61,13 @@ paper-smoke: install
 # Download the AudioCLIP release checkpoints (real network; see docs/real-data.md).
 weights: install
 	$(PY) -m avelib weights --cache models/pretrained
+
+# Re-resolve requirements.lock from pyproject.toml (newest versions inside its ranges, for every Python it
+# accepts). New versions may change result bytes: rerun `make repro` and commit the results with the lock.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet -o requirements.lock
 
 report: install
 	$(PY) -m avelib report

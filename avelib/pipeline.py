@@ -3,8 +3,8 @@
 Everything else follows from it: the stage runner (`python -m avelib stage NAME`) passes the notebook
 exactly the listed keys as `params`; `python -m avelib dvc-yaml` writes dvc.yaml with those keys as
 `params:` and, as `deps:`, the stage's inputs plus every avelib file its notebook imports, directly or
-not (the import closure, never a whole folder). So a stage reruns only when code it runs or a key it
-reads changes. The runner and this table are not deps of any stage: what they do for a stage is its
+not (the import closure, never a whole folder), and requirements.lock (the package versions). So a stage
+reruns only when code it runs, a key it reads or a locked version changes. The runner and this table are not deps of any stage: what they do for a stage is its
 `cmd` and `params:` in dvc.yaml, which DVC compares itself.
 
 A `foreach` stage (the ablation axes) runs once per key of that params section; `{item}` in its
@@ -312,9 +312,12 @@ def code_roots(entry: Stage) -> set[str]:
     return roots | ({"avelib.ranks"} if entry.ranks else set())
 
 
+LOCK = "requirements.lock"  # the exact package versions: another PyAV or numpy may write other bytes
+
+
 def code_deps(entry: Stage) -> list[str]:
     notebook = [f"{NOTEBOOKS}/{entry.notebook}.ipynb"] if entry.notebook else []
-    return notebook + import_closure(code_roots(entry))
+    return notebook + import_closure(code_roots(entry)) + [LOCK]
 
 
 # ----------------------------------------------------------------------------- dvc.yaml from the table
@@ -322,7 +325,7 @@ def code_deps(entry: Stage) -> list[str]:
 DVC_YAML_HEADER = """\
 # Written by `python -m avelib dvc-yaml` from the stage table in avelib/pipeline.py: edit the table, not
 # this file (tests/test_pipeline.py fails when it is stale). Each stage lists the params keys it reads
-# and, as deps, its inputs and every avelib file its notebook imports, directly or not.
+# and, as deps, its inputs, every avelib file its notebook imports, directly or not, and requirements.lock.
 """
 CONFIRM_HEADER = """\
 # The tower-run study (`make confirm`): the recipe grid, the further tower runs and every comparison between

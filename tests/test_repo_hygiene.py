@@ -6,10 +6,13 @@ import json
 import re
 import subprocess
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,13 +23,47 @@ def _notebooks() -> list[Path]:
     return tracked or sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_environment_yml_matches_pyproject():
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+def test_environment_yml_installs_the_lock():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     python = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python")]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert python == ["python=3.11"]
-    assert sorted(pip) == sorted(deps)
+    assert pip == ["-r requirements.lock"]
+
+
+def _locked() -> dict[str, list[str]]:
+    """requirements.lock: canonical name -> every version pinned for it (one per Python-version marker)."""
+    pins: dict[str, list[str]] = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            req = Requirement(line)
+            pins.setdefault(canonicalize_name(req.name), []).append(str(req.specifier).removeprefix("=="))
+    return pins
+
+
+def test_the_lock_pins_every_dependency_inside_its_range():
+    """`make lock` after a change to pyproject.toml's dependencies: a clone installs exactly these versions."""
+    pins = _locked()
+    for dep in map(Requirement, tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]):
+        versions = pins.get(canonicalize_name(dep.name))
+        assert versions, f"requirements.lock: no pin for {dep.name} (run `make lock`)"
+        assert all(dep.specifier.contains(v) for v in versions), f"requirements.lock: {dep.name} {versions} outside {dep.specifier}"
+
+
+def test_the_environment_holds_the_locked_versions():
+    """The results' bytes assume the locked versions (machine.json records them with each run)."""
+    drift = []
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate():
+                try:
+                    installed = metadata.version(req.name)
+                except metadata.PackageNotFoundError:
+                    installed = "absent"
+                if not req.specifier.contains(installed):
+                    drift.append(f"{req.name} {installed} (locked {req.specifier})")
+    assert not drift, f"this environment differs from requirements.lock (make install fixes it): {drift}"
 
 
 WITH_OUTPUTS = {"walkthrough.ipynb"}  # committed with its outputs, kept true by nbval (tests/test_walkthrough.py)
