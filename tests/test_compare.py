@@ -55,11 +55,12 @@ def test_a_verdict_resolved_the_other_way_is_opposite_not_only_changed():
 
 def test_each_run_names_its_machine(tmp_path):
     this = _copy(tmp_path / "this")
-    machine = {"cpu": "Test CPU 9000", "cpu cores": "2", "torch": "2.11.0", "numerics": {"threads": 2}}
+    machine = {"cpu": "Test CPU 9000", "cpu generation": "family 26, model 2", "cpu cores": "2", "torch": "2.11.0",
+               "numerics": {"threads": 2}}
     (this / "machine.json").write_text(json.dumps(machine))
     _, lines = compare_runs(tmp_path / "this", this)
     assert lines[0] == lines[1].replace("this run:  ", "reference: ")
-    assert "Test CPU 9000, 2 cores, 2 threads, torch 2.11.0" in lines[1]
+    assert "Test CPU 9000 (family 26, model 2), 2 cores, 2 threads, torch 2.11.0" in lines[1]
     (this / "machine.json").unlink()
     assert "not recorded" in compare_runs(this, this)[1][0]
 

@@ -414,3 +414,13 @@ def test_crossmodal_without_scored_videos_says_so(tmp_path: Path) -> None:
     page = build_index(reports, params, lock, reports / "index.html").read_text()
     table = page[page.index('id="crossmodal-table"'):]
     assert table.count("not available: no test video with a 1-9 s event") >= 3
+
+
+def test_the_machine_record_names_the_cpu_generation():
+    """Two clouds' "AMD EPYC" of other generations give other bits: machine.json tells them apart."""
+    from avelib.report.environment import _cpu_field, environment_info
+
+    if not _cpu_field("cpu family"):
+        pytest.skip("no /proc/cpuinfo cpu family on this machine")
+    info = environment_info(packages=())
+    assert info["cpu generation"] == f"family {_cpu_field('cpu family')}, model {_cpu_field('model')}"

@@ -209,7 +209,8 @@ def machine_line(reports: str | Path) -> str:
         return "machine not recorded (no machine.json)"
     m = read_json(path)
     threads = (m.get("numerics") or {}).get("threads", "?")
-    return f"{m.get('cpu', '?')}, {m.get('cpu cores', '?')} cores, {threads} threads, torch {m.get('torch', '?')}"
+    cpu = m.get("cpu", "?") + (f" ({m['cpu generation']})" if m.get("cpu generation") else "")
+    return f"{cpu}, {m.get('cpu cores', '?')} cores, {threads} threads, torch {m.get('torch', '?')}"
 
 
 def both_tiers(reports: str | Path) -> dict[str, Any]:

@@ -24,9 +24,11 @@ def environment_info(packages: Sequence[str] = DEFAULT_PACKAGES) -> dict[str, st
     info = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": _cpu_field("model name") or platform.processor() or platform.machine(),
         "cpu cores": str(os.cpu_count()),
     }
+    if _cpu_field("cpu family"):  # a cloud's generic "AMD EPYC" hides the generation, whose kernels give other bits
+        info["cpu generation"] = f"family {_cpu_field('cpu family')}, model {_cpu_field('model')}"
     try:
         import torch
 
@@ -45,14 +47,16 @@ def environment_info(packages: Sequence[str] = DEFAULT_PACKAGES) -> dict[str, st
     return info
 
 
-def _cpu_name() -> str:
+def _cpu_field(name: str) -> str:
+    """The first `name` field of /proc/cpuinfo ("" where there is none, e.g. not on Linux)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return ""
 
 
 def _lock_stages(lock_path: Path) -> dict[str, Any]:
