@@ -100,3 +100,18 @@ def test_a_number_the_tower_study_has_is_held_to_its_spread_over_the_runs(tmp_pa
     held = next(r for r in rows if r.name == "weak.aveclip_finetuned.test_accuracy")
     assert held.inside_ci and held.interval == "tower-run PI"
     assert row_this and all(r.interval == "reference CI" for r in rows if r.name.startswith("main."))
+
+
+def test_numbers_outside_a_shared_pretraining_study_get_a_note(tmp_path):
+    """The reference's tower runs shared one pretraining: its intervals omit what another CPU's pretraining moves."""
+    from avelib.eval.compare import pretraining_note
+
+    reference = tmp_path / "reference"
+    (reference / "confirm").mkdir(parents=True)
+    (reference / "confirm" / "tower_runs.json").write_text(json.dumps({"pretraining_design": "shared"}))
+    outside = [Row("main.aveclip.test_accuracy", 0.83, 0.78, False, False)]
+    inside = [Row("main.aveclip.test_accuracy", 0.83, 0.82, True, True)]
+    assert "tower_runs.pretraining: per_run" in pretraining_note(reference, outside)[0]
+    assert pretraining_note(reference, inside) == []
+    (reference / "confirm" / "tower_runs.json").write_text(json.dumps({"pretraining_design": "per_run"}))
+    assert pretraining_note(reference, outside) == []

@@ -219,7 +219,19 @@ def both_tiers(reports: str | Path) -> dict[str, Any]:
     return {**headline(reports), **({CONFIRM: study} if study else {})}
 
 
+def pretraining_note(reference_dir: str | Path, rows: list[Row]) -> list[str]:
+    """Where numbers fall outside and the reference's tower runs shared one pretraining: why that may be no fault."""
+    runs = Path(reference_dir) / CONFIRM / "tower_runs.json"
+    shared = runs.is_file() and read_json(runs).get("pretraining_design") == "shared"
+    if not shared or all(r.inside_ci is not False for r in rows):
+        return []
+    return ["note: the reference's tower runs share one pretraining (tower_runs.pretraining: shared), so its "
+            "intervals leave out the pretraining's spread. Another CPU pretrains other towers on SynthAVE, so its "
+            "numbers can fall outside them without a fault; a reference study with `tower_runs.pretraining: per_run` "
+            "includes that spread in them (docs/statistics.md)."]
+
+
 def compare_runs(reference_dir: str | Path, this_dir: str | Path) -> tuple[list[Row], list[str]]:
     rows = compare(both_tiers(reference_dir), both_tiers(this_dir), tower_spreads(reference_dir))
     machines = [f"reference: {machine_line(reference_dir)}", f"this run:  {machine_line(this_dir)}"]
-    return rows, machines + report_lines(rows)
+    return rows, machines + report_lines(rows) + pretraining_note(reference_dir, rows)
