@@ -51,12 +51,12 @@ test: install
 # kill-and-resume of every long stage and same-seed determinism on smoke-sized pipeline copies, and
 # 2 torchrun ranks (gloo) against 1 process (~6 min: the uninterrupted and the killed copy run side by side)
 faults: install
-	$(PY) -m pytest -m "faults or distributed"
+	$(PY) -m pytest -m "faults or distributed" --durations=8
 
 # the paper command of docs/real-data.md on stand-ins of AVE_Dataset.zip and AudioCLIP-Full-Training.pt (needs ../shared),
 # and its release-chain command on stand-in release features
 paper-smoke: install
-	$(PY) -m pytest -m paper_smoke -s
+	$(PY) -m pytest -m paper_smoke -s --durations=8
 
 # Download the AudioCLIP release checkpoints (real network; see docs/real-data.md).
 weights: install
