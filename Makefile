@@ -49,7 +49,7 @@ test: install
 	$(PY) -m pytest -n 2 --dist loadfile
 
 # kill-and-resume of every long stage and same-seed determinism on smoke-sized pipeline copies, and
-# 2 torchrun ranks (gloo) against 1 process (~6 min: the uninterrupted and the killed copy run side by side)
+# 2 torchrun ranks (gloo) against 1 process (~8 min: the uninterrupted and the killed copy run side by side)
 faults: install
 	$(PY) -m pytest -m "faults or distributed" --durations=8
 
