@@ -31,13 +31,17 @@ def test_environment_yml_installs_the_lock():
     assert pip == ["-r requirements.lock"]
 
 
+def _lock() -> list[Requirement]:
+    """The pins of requirements.lock (a package may have one per Python-version marker)."""
+    lines = (ROOT / "requirements.lock").read_text().splitlines()
+    return [Requirement(line) for line in lines if line and not line.startswith((" ", "#"))]
+
+
 def _locked() -> dict[str, list[str]]:
-    """requirements.lock: canonical name -> every version pinned for it (one per Python-version marker)."""
+    """requirements.lock: canonical name -> every version pinned for it."""
     pins: dict[str, list[str]] = {}
-    for line in (ROOT / "requirements.lock").read_text().splitlines():
-        if line and not line.startswith((" ", "#")):
-            req = Requirement(line)
-            pins.setdefault(canonicalize_name(req.name), []).append(str(req.specifier).removeprefix("=="))
+    for req in _lock():
+        pins.setdefault(canonicalize_name(req.name), []).append(str(req.specifier).removeprefix("=="))
     return pins
 
 
@@ -53,16 +57,13 @@ def test_the_lock_pins_every_dependency_inside_its_range():
 def test_the_environment_holds_the_locked_versions():
     """The results' bytes assume the locked versions (machine.json records them with each run)."""
     drift = []
-    for line in (ROOT / "requirements.lock").read_text().splitlines():
-        if line and not line.startswith((" ", "#")):
-            req = Requirement(line)
-            if req.marker is None or req.marker.evaluate():
-                try:
-                    installed = metadata.version(req.name)
-                except metadata.PackageNotFoundError:
-                    installed = "absent"
-                if not req.specifier.contains(installed):
-                    drift.append(f"{req.name} {installed} (locked {req.specifier})")
+    for req in (r for r in _lock() if r.marker is None or r.marker.evaluate()):
+        try:
+            installed = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            installed = "absent"
+        if not req.specifier.contains(installed):
+            drift.append(f"{req.name} {installed} (locked {req.specifier})")
     assert not drift, f"this environment differs from requirements.lock (make install fixes it): {drift}"
 
 
