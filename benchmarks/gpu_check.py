@@ -1,7 +1,7 @@
 """Every GPU figure of the paper setting in one table (prints figures; not a test).
 
 - image tower img/s and audio tower clips/s in fp32, bf16, bf16 + channels_last and torch.compile
-  (bf16 + channels_last, inductor);
+  (bf16 + channels_last, inductor; `--quick` on the CPU traces with aot_eager and skips code generation);
 - the contrastive fine-tuning step (stage A, bf16 + channels_last) in pairs/s;
 - the paper-size localizer (hidden 256, 8 heads, 1024-d features of 4,143 videos) in epochs/s;
 - one extraction pass over stand-in AVE videos (avelib.fixtures: 24-30 fps, 480x360 and 640x360,
@@ -60,23 +60,28 @@ class Sizes:
     localizer_epochs: int  # the first is warm-up
     videos: int  # stand-in videos of the extraction pass
     frames_per_second: int  # K of the extraction pass
+    # torch.compile's backend: inductor, as on the GPU; the CPU smoke traces the towers (dynamo + AOT autograd,
+    # where a model change would break compilation) but skips inductor's C++ code generation, ~50 s on 2 cores
+    # that the GPU path (Triton) never runs
+    compile_backend: str = "inductor"
 
 
 FULL = Sizes("paper", batch=512, train_batch=256, warmup=3, iters=10, localizer_videos=4143, localizer_epochs=4,
              videos=32, frames_per_second=16)
 QUICK = Sizes("small", batch=4, train_batch=4, warmup=1, iters=1, localizer_videos=64, localizer_epochs=2,
-              videos=4, frames_per_second=2)
+              videos=4, frames_per_second=2, compile_backend="aot_eager")
 # (name, bf16 autocast, channels_last, torch.compile)
 MODES = (("fp32", False, False, False), ("bf16", True, False, False),
          ("bf16 + channels_last", True, True, False), ("torch.compile", True, True, True))
 
 
-def towers(profile: str, device: torch.device, channels_last: bool, compile_: bool) -> nn.Module:
-    """Random-init towers of `profile` (speed does not depend on the values), optionally compiled."""
+def towers(profile: str, device: torch.device, channels_last: bool, compile_backend: str | None) -> nn.Module:
+    """Random-init towers of `profile` (speed does not depend on the values), compiled with `compile_backend` if given."""
     torch.manual_seed(0)
     model = prepare_model(build_audioclip(profile, None), device, channels_last)
-    if compile_:  # the towers are what runs; AudioCLIP's encode_* call them
-        model.visual, model.audio = torch.compile(model.visual), torch.compile(model.audio)
+    if compile_backend:  # the towers are what runs; AudioCLIP's encode_* call them
+        model.visual = torch.compile(model.visual, backend=compile_backend)
+        model.audio = torch.compile(model.audio, backend=compile_backend)
     return model
 
 
@@ -88,11 +93,11 @@ def tower_rows(sizes: Sizes, device: torch.device) -> list[tuple[str, str, float
             rows += [(tower, name, float("nan"), "CUDA only") for tower in ("image tower", "audio tower")]
             continue
         amp, channels_last = amp and cuda, channels_last and cuda  # on the CPU, compile runs in fp32
-        model = towers(sizes.profile, device, channels_last, compile_)
+        model = towers(sizes.profile, device, channels_last, sizes.compile_backend if compile_ else None)
         img, aud = inference_throughput(model, device, amp, channels_last, sizes.batch, sizes.warmup, sizes.iters)
-        shown = name if cuda or not compile_ else "torch.compile (fp32)"
+        shown = name if cuda or not compile_ else f"torch.compile (fp32, {sizes.compile_backend})"
         rows += [("image tower", shown, img, "img/s"), ("audio tower", shown, aud, "clips/s")]
-    model = towers(sizes.profile, device, cuda, False)
+    model = towers(sizes.profile, device, cuda, None)
     pairs = finetune_throughput(model, device, cuda, cuda, sizes.train_batch, sizes.warmup, sizes.iters)
     rows.append(("fine-tuning step", "bf16 + channels_last" if cuda else "fp32", pairs, "pairs/s"))
     return rows
@@ -109,7 +114,7 @@ def extraction_row(sizes: Sizes, device: torch.device) -> tuple[str, str, float,
     workers = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as folder, pool_context().Pool(workers) as pool:
         paths = [str(p) for p in iter_standin_videos(folder, sizes.videos, seed=0, workers=workers, progress=False)]
-        model = towers(sizes.profile, device, cuda, False).eval()  # the decoders run PyAV + numpy only
+        model = towers(sizes.profile, device, cuda, None).eval()  # the decoders run PyAV + numpy only
         s, r, k = model.config.image_size, model.config.sample_rate, sizes.frames_per_second
         t0 = time.perf_counter()
         with torch.inference_mode(), autocast(device, cuda):
