@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the module's stages
 
 # weak and cross-modal on one seed (the supervised run keeps 2: a paired comparison of unequal seed counts)
 ONE_SEED = {"evaluate": {"seeds": [0]}}
+PER_RUN = {"tower_runs": {"pretraining": "per_run"}}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,8 @@ def work(tmp_path_factory: pytest.TempPathFactory):
     """A scratch pipeline directory, the working directory of the module's stages."""
     work = tmp_path_factory.mktemp("pipeline")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for name, over in (("params.yaml", SMOKE), ("params_one_seed.yaml", merge(SMOKE, ONE_SEED))):
+    for name, over in (("params.yaml", SMOKE), ("params_one_seed.yaml", merge(SMOKE, ONE_SEED)),
+                       ("params_per_run.yaml", merge(SMOKE, PER_RUN))):
         (work / name).write_text(yaml.safe_dump(merge(params, over), sort_keys=False))
     before, old_reads = Path.cwd(), os.environ.get(READS_DIR_ENV)
     os.chdir(work)
@@ -147,6 +149,18 @@ def test_the_tower_run_study(work: Path):
     assert cm["tower_runs"] == 2 and all(c["tower_runs"] == 2 for c in cm["comparisons"] if "tower_runs" in c)
     write_confirm_report("reports", "reports/confirm/index.html")
     assert "weak" in read_json(work / "reports" / "confirm" / "headline.json")
+
+
+def test_a_tower_run_pretrains_on_the_pool_with_the_stage_keys_only(work: Path):
+    """`tower_runs.pretraining: per_run` from the stage's own params keys: run 1 pretrains on the pretrain stage's
+    pool without reading `synth` or `decode` (which this stage does not list), and leaves the pool as it was."""
+    pool = work / "data" / "pretrain" / "pool.json"
+    before = pool.read_bytes()
+    _run("tower_runs", work, params="params_per_run.yaml")
+    runs = read_json(work / "reports" / "confirm" / "tower_runs.json")
+    assert runs["pretraining_design"] == "per_run" and len(runs["pretraining"]) == 2
+    assert (work / "models" / "tower_runs" / "run1" / "pretrain" / "best.pt").is_file()
+    assert pool.read_bytes() == before
 
 
 def test_the_reads_record_catches_an_unlisted_key(tmp_path):

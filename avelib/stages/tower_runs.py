@@ -14,15 +14,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from avelib.data.cache import SegmentCache
+from avelib.data.pool import pool_labels
 from avelib.distributed import Launch, Shard, share, torchrun_args
 from avelib.eval.results import pretraining_summary, stage_a_across_runs
 from avelib.io import read_json
+from avelib.models.audioclip import build_audioclip
 from avelib.params import resolved, section, value
-from avelib.stages.pretrain import run_pretrain
 from avelib.stages.towers import finetune_jobs, run_extract
-from avelib.train.contrastive import FinetuneConfig
+from avelib.train.contrastive import FinetuneConfig, finetune
 from avelib.train.finetune_record import BEST, HISTORY
 from avelib.train.pretrain import PretrainConfig
+from avelib.train.seeding import seed_everything
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,16 @@ def run_params(params: Mapping[str, Any], k: int, recipe: Mapping[str, Any], mod
     return p
 
 
+def pretrain_on_pool(params: Mapping[str, Any], pool_dir: str | Path, out_dir: Path, progress: bool) -> None:
+    """A per-run pretraining: run k's towers trained on the pretrain stage's pool, an input of this stage. Not
+    run_pretrain, which builds the pool from `synth` and `decode` (sections this stage does not read)."""
+    labels, splits = pool_labels(pool_dir)
+    cfg = section(params, "pretrain", PretrainConfig)
+    seed_everything(cfg.towers.seed)  # run k's random init of the towers
+    model = build_audioclip(value(params, "audioclip.profile", str), None)
+    finetune(model, SegmentCache.open(pool_dir), labels, splits, cfg.towers, out_dir, progress=progress)
+
+
 def tower_run_jobs(params: Mapping[str, Any], recipe: dict[str, Any], pool_dir: str, cache_dir: str,
                    dataset_root: str, models_dir: str, features_dir: str, work: Path, shard: Shard | None = None,
                    progress: bool = True) -> None:
@@ -78,7 +91,7 @@ def tower_run_jobs(params: Mapping[str, Any], recipe: dict[str, Any], pool_dir: 
             continue
         p, out = run_params(params, k, recipe, Path(models_dir)), Path(models_dir) / run_name(k)
         if section(p, "pretrain", PretrainConfig).enabled:
-            run_pretrain(p, pool_dir, out / "pretrain", progress=progress)
+            pretrain_on_pool(p, pool_dir, out / "pretrain", progress)
         finetune_jobs(p, cache_dir, dataset_root, out / "finetune", progress=progress)  # one process, no grid
         run_extract(p, cache_dir, out / "finetune" / BEST, Path(features_dir) / run_name(k) / "finetuned", progress, nproc=1)
         run_extract(p, cache_dir, None, Path(features_dir) / run_name(k) / "frozen", progress, nproc=1)
