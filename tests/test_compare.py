@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from avelib.__main__ import main
-from avelib.eval.compare import Row, compare_runs, prediction_interval, report_lines
+from avelib.eval.compare import Row, compare_runs, prediction_interval, report_lines, tower_spreads
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 FILES = ("metrics.json", "baselines.json", "ablations.json", "weak.json", "crossmodal.json")
@@ -100,6 +100,24 @@ def test_a_number_the_tower_study_has_is_held_to_its_spread_over_the_runs(tmp_pa
     held = next(r for r in rows if r.name == "weak.aveclip_finetuned.test_accuracy")
     assert held.inside_ci and held.interval == "tower-run PI"
     assert row_this and all(r.interval == "reference CI" for r in rows if r.name.startswith("main."))
+
+
+def test_the_tower_studys_copy_of_a_run_0_number_is_held_to_the_same_spread(tmp_path):
+    """reports/confirm repeats run 0's accuracies beside its means over the runs: the copy gets the runs' interval too."""
+    reference = _copy(tmp_path / "reference")
+    weak = json.loads((reference / "weak.json").read_text())
+    mean = next(r for r in weak["runs"] if (r["model"], r["encoder"]) == ("aveclip", "finetuned"))["test_accuracy"]["mean"]
+    (reference / "confirm").mkdir()
+    runs = [mean + d for d in (-0.06, -0.03, 0.0, 0.03, 0.06)]
+    (reference / "confirm" / "weak.json").write_text(json.dumps({**weak, "across_tower_runs": {"aveclip_finetuned": runs}}))
+    spreads = tower_spreads(reference)
+    assert spreads["confirm.weak.aveclip_finetuned.test_accuracy"] == spreads["weak.aveclip_finetuned.test_accuracy"]
+    this = _copy(tmp_path / "this")
+    (this / "confirm").mkdir()
+    (this / "confirm" / "weak.json").write_text((reference / "confirm" / "weak.json").read_text())
+    rows, _ = compare_runs(reference, this)
+    copy = next(r for r in rows if r.name == "confirm.weak.aveclip_finetuned.test_accuracy")
+    assert copy.inside_ci and copy.interval == "tower-run PI"
 
 
 def test_numbers_outside_a_shared_pretraining_study_get_a_note(tmp_path):

@@ -8,7 +8,8 @@ bytes; another machine is held to these two checks (docs/statistics.md).
 Which interval: another CPU family trains other towers, as another tower seed would, so a number of tower
 run 0 spreads as the tower runs do, which no CI of one run holds (its CI resamples videos and seeds). Where
 the reference's tower-run study has that number on every tower run, it is held to their 95 % prediction
-interval, mean ± t(T-1) · sd · sqrt(1 + 1/T); elsewhere to the reference's CI. Each row says which.
+interval, mean ± t(T-1) · sd · sqrt(1 + 1/T), in the quick study's rows and in the study's own copies of them;
+elsewhere to the reference's CI. Each row says which.
 A changed verdict is OPPOSITE when both runs resolve it with different winners, else CHANGED (one run
 resolves it, the other does not).
 """
@@ -33,6 +34,8 @@ CONFIRM = "confirm"  # the tower-run study's results, reports/confirm/ (its head
 CONFIRM_FILES = tuple(f"{CONFIRM}/{name}.json" for name in ("tower_runs", "ablation_encoder", "weak", "crossmodal"))
 
 
+# rows the tower-run study's headline repeats from run 0 (its other differences are means over the tower runs)
+RUN0_IN_CONFIRM = (".test_accuracy", " vs chance.difference")
 REFERENCE_CI = "reference CI"
 TOWER_SPREAD = "tower-run PI"
 
@@ -108,9 +111,12 @@ def _per_run_values(confirm: Path) -> dict[str, list[float]]:
 
 
 def tower_spreads(reports: str | Path) -> dict[str, tuple[float, float]]:
-    """The prediction interval over the tower runs of each quick-study number the tower-run study has."""
+    """The prediction interval over the tower runs of each quick-study number the tower-run study has, and of
+    the study's own copies of those run-0 numbers (RUN0_IN_CONFIRM)."""
     confirm = Path(reports) / CONFIRM
-    return {label: prediction_interval(runs) for label, runs in _per_run_values(confirm).items() if len(runs) > 2}
+    spreads = {label: prediction_interval(runs) for label, runs in _per_run_values(confirm).items() if len(runs) > 2}
+    copies = {f"{CONFIRM}.{label}": pi for label, pi in spreads.items() if label.endswith(RUN0_IN_CONFIRM)}
+    return {**spreads, **copies}
 
 
 def compare(reference: Mapping[str, Any], this: Mapping[str, Any],
